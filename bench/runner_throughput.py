@@ -1,0 +1,505 @@
+"""What recording costs the runner: tool calls per second with full recording, against a bare loop.
+
+Two ways of making the same calls against the reference product on 127.0.0.1:
+
+- recorded: `execute_run` with the scripted driver, every tick written to a
+  real SQLite results store (ticks, actions, feedback, transcripts);
+- bare: the exact (tool, arguments) sequence each persona made in a recorded
+  run, read back from the store's transcripts and replayed over the same kind
+  of MCP session (login, spaces, session with the same space, tools/list,
+  tools/call), with the same concurrency and no store and no driver.
+
+Both include what a tick cannot do without (login, spaces, session set-up,
+tools/list), so the ratio is what the driver and the recording add to the
+same network work. Each phase gets a fresh product started with the same id
+seed, seeded the same way, so every call that carries an id (`todo.complete
+{id}`) finds the same row in the same state; the bare loop reports how many
+of its calls ended differently from the recording. The machine is shared and
+noisy, so the phases alternate round after round and medians are compared.
+
+Then the memory of one runner process with 200 personas in flight at once,
+measured in a fresh process of its own that never loads the product (which
+runs as `persona-runner serve` beside it), so the figure is the runner's
+alone and the throughput rounds are not run in its aftermath. That process is
+started first, while this one is still small: Linux carries a parent's peak
+RSS over into a child it starts (`ru_maxrss` survives fork and exec), and the
+embedded product's argon2 logins take 64 MiB each.
+
+    .venv/bin/python bench/runner_throughput.py --personas 10 --turns 20 --concurrency 4 --rounds 3
+
+Prints figures; never asserts timings. Exits 1 only when something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from persona_runner.catalog import Catalog, PersonaSpec, SpaceSpec, default_catalog_path, load_catalog
+from persona_runner.client import ProductClient
+from persona_runner.credentials import derive_password
+from persona_runner.db import open_store
+from persona_runner.drivers.base import Act, Day
+from persona_runner.drivers.scripted import ScriptedDriver
+from persona_runner.models import Transcript
+from persona_runner.runner import RunResult, RunSettings, execute_run
+from persona_runner.seeding import seed_catalog
+
+TARGET_RATIO = 0.9
+#: A fixed day, run seed and id seed: every round plays and replays exactly the same calls.
+TICK_DATE = date(2026, 11, 22)
+RUN_SEED = 7
+ID_SEED = 7
+#: Checked on every call, never reached: the product's per-tool limit (30/min) would otherwise turn calls into refusals.
+HUGE_RATE_LIMIT = 1_000_000_000
+#: The bench's own throwaway personas log in with passwords derived from this.
+SECRET = "runner-throughput-bench-secret"
+BENCH_DOMAIN = "runner-bench.test"
+TICK_TIMEOUT_SECONDS = 900.0
+STARTUP_SECONDS = 60.0
+
+
+class BenchError(RuntimeError):
+    """Something broke (a tick, the product, the time budget): the figures would mean nothing."""
+
+
+# ---- the personas --------------------------------------------------------------------------
+
+
+def bench_catalog(size: int) -> Catalog:
+    """`size` personas cloned from the shipped catalog, round-robin, each with its own name and `.test` address.
+
+    Copy k of a shipped persona is `{name}-{k}`; every shipped shared space is
+    cloned for copy k when all its members have a copy k, so sharing is
+    exercised at every size.
+    """
+    shipped = load_catalog(default_catalog_path())
+    count = len(shipped.personas)
+    personas: list[PersonaSpec] = []
+    for index in range(size):
+        base = shipped.personas[index % count]
+        name = f"{base.name}-{index // count}"
+        personas.append(PersonaSpec.model_validate({**base.model_dump(), "name": name, "email": f"{name}@{BENCH_DOMAIN}"}))
+    names = {p.name for p in personas}
+    spaces = [
+        SpaceSpec(name=f"{space.name} {copy}", type=space.type, members=[f"{m}-{copy}" for m in space.members])
+        for copy in range((size + count - 1) // count)
+        for space in shipped.spaces
+        if all(f"{m}-{copy}" in names for m in space.members)
+    ]
+    return Catalog(version=1, personas=personas, spaces=spaces)
+
+
+# ---- the product ---------------------------------------------------------------------------
+
+
+@contextmanager
+def embedded_product() -> Iterator[tuple[str, str]]:
+    """A fresh reference product in a thread of this process, as `persona-runner run` starts it,
+    with its own database and the bench's id seed, so it hands out the same ids every time."""
+    from tool_registry.server import BackgroundServer, Product, ServerConfig  # only here: the memory process must not load the product
+
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="runner-bench-product-") as tmp:
+        product = Product(ServerConfig(data=f"{tmp}/product.db", admin_token=token, rate_limit=HUGE_RATE_LIMIT, id_seed=ID_SEED))
+        try:
+            with BackgroundServer(product.app()) as server:
+                yield server.url, token
+        finally:
+            product.engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise BenchError(f"the product process exited with {server.returncode} before answering on {url}")
+        try:
+            if httpx2.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"the product process did not answer on {url} within {STARTUP_SECONDS:g} s")
+
+
+@contextmanager
+def product_process() -> Iterator[tuple[str, str]]:
+    """A fresh reference product in its own process (`persona-runner serve`) on a free loopback port."""
+    token = secrets.token_urlsafe(24)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="runner-bench-product-") as tmp:
+        command = [
+            sys.executable, "-c", "from persona_runner.cli import main; main()", "serve", "--host", "127.0.0.1",
+            "--port", str(port), "--data", f"{tmp}/product.db", "--id-seed", str(ID_SEED), "--rate-limit", str(HUGE_RATE_LIMIT),
+        ]
+        # The token travels in the environment, not on a command line other users can read.
+        server = subprocess.Popen(command, env={**os.environ, "PERSONA_ADMIN_TOKEN": token}, stdout=subprocess.DEVNULL)
+        try:
+            _wait_healthy(url, server)
+            yield url, token
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+# ---- the phases ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    tool: str
+    arguments: dict[str, Any]
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Script:
+    """What one persona did in a recorded tick: where, and which calls in which order."""
+
+    persona: PersonaSpec
+    space_id: str
+    calls: tuple[ScriptedCall, ...]
+
+
+@dataclass(frozen=True)
+class Phase:
+    calls: int
+    seconds: float
+    differing: int = 0  # bare loop only: calls whose outcome (ok/error) differs from the recording
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+
+def read_scripts(store: Engine, run_id: str, personas: list[PersonaSpec]) -> list[Script]:
+    """Every persona's calls as the transcripts recorded them, in persona order."""
+    scripts = []
+    with Session(store) as session:
+        for persona in personas:
+            tick_id = f"{run_id}:{persona.name}:{TICK_DATE.isoformat()}"
+            transcript = session.get(Transcript, tick_id)
+            if transcript is None:
+                raise BenchError(f"no transcript for tick {tick_id}")
+            body = transcript.body
+            calls = tuple(ScriptedCall(c["tool"], c["arguments"], c["outcome"]) for c in body["calls"])
+            scripts.append(Script(persona=persona, space_id=body["space"]["id"], calls=calls))
+    return scripts
+
+
+async def _seed(url: str, token: str, catalog: Catalog, store: Engine | None) -> None:
+    async with ProductClient(url, admin_token=token, timeout=TICK_TIMEOUT_SECONDS) as admin:
+        await seed_catalog(catalog, admin, SECRET, store)
+
+
+def _settings(url: str, turns: int, concurrency: int) -> RunSettings:
+    return RunSettings(
+        target=url, driver="scripted", seed=RUN_SEED, max_turns=turns, timeout=TICK_TIMEOUT_SECONDS,
+        concurrency=concurrency, label="bench/runner_throughput", tick_date=TICK_DATE,
+    )
+
+
+def _check_ran(result: RunResult) -> int:
+    """The calls recorded; a failed tick means the run measured something else, so it stops the bench."""
+    if result.failed:
+        first = result.failed[0]
+        raise BenchError(f"{len(result.failed)} tick(s) failed, e.g. {first.persona.name}: {first.status}: {first.error}")
+    return sum(len(tick.calls) for tick in result.ticks)
+
+
+async def recorded(url: str, token: str, catalog: Catalog, store: Engine, turns: int, concurrency: int) -> tuple[Phase, str]:
+    """Seed, then one scripted run with full recording; the clock runs over the ticking only."""
+    await _seed(url, token, catalog, store)
+    started = time.perf_counter()
+    result = await execute_run(_settings(url, turns, concurrency), catalog.personas, secret=SECRET, store=store, make_driver=lambda _p: ScriptedDriver())
+    seconds = time.perf_counter() - started
+    return Phase(calls=_check_ran(result), seconds=seconds), result.run_id
+
+
+async def bare(url: str, token: str, catalog: Catalog, scripts: list[Script], concurrency: int) -> Phase:
+    """Seed, then replay every persona's recorded calls over its own MCP session, `concurrency` personas at once."""
+    await _seed(url, token, catalog, None)
+    limiter = anyio.Semaphore(concurrency)
+    differing = 0
+    made = 0
+
+    async with ProductClient(url, timeout=TICK_TIMEOUT_SECONDS) as client:
+
+        async def one(script: Script) -> None:
+            nonlocal differing, made
+            async with limiter:
+                email = script.persona.email
+                login = await client.login(email, derive_password(email, SECRET))
+                if script.space_id not in {space.id for space in await client.spaces(login.token)}:
+                    raise BenchError(f"{script.persona.name} is not in space {script.space_id}: the fresh product handed out other ids")
+                async with client.mcp_session(login.token, script.space_id) as mcp:
+                    await mcp.list_tools()
+                    for call in script.calls:
+                        outcome = await mcp.call_tool(call.tool, dict(call.arguments))
+                        made += 1
+                        differing += outcome.outcome != call.outcome
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for script in scripts:
+                group.start_soon(one, script)
+        seconds = time.perf_counter() - started
+    return Phase(calls=made, seconds=seconds, differing=differing)
+
+
+# ---- 200 personas in flight ----------------------------------------------------------------
+
+
+@dataclass
+class InFlight:
+    """How many personas are in the middle of their day right now, and the most there ever were."""
+
+    now: int = 0
+    most: int = 0
+
+
+class CountingDriver(ScriptedDriver):
+    """The scripted driver, counting personas mid-day, to show they really were all in flight at once."""
+
+    def __init__(self, in_flight: InFlight) -> None:
+        super().__init__()
+        self._in_flight = in_flight
+
+    async def play(self, day: Day, act: Act) -> None:
+        self._in_flight.now += 1
+        self._in_flight.most = max(self._in_flight.most, self._in_flight.now)
+        try:
+            await super().play(day, act)
+        finally:
+            self._in_flight.now -= 1
+
+
+def current_rss_kib() -> int | None:
+    """This process's resident set now (Linux), to set the peak against what the runner holds before ticking."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+@dataclass(frozen=True)
+class MemoryFigures:
+    personas: int
+    most_in_flight: int
+    calls: int
+    seconds: float
+    rss_before_kib: int | None
+    peak_rss_kib: int
+    failures: list[str]
+
+
+async def in_flight_run(url: str, token: str, catalog: Catalog, store: Engine, turns: int) -> MemoryFigures:
+    """Every persona of the catalog ticking at once, fully recorded; peak RSS of this process afterwards."""
+    await _seed(url, token, catalog, store)
+    counter = InFlight()
+    before = current_rss_kib()
+    settings = _settings(url, turns, len(catalog.personas))
+    started = time.perf_counter()
+    result = await execute_run(settings, catalog.personas, secret=SECRET, store=store, make_driver=lambda _p: CountingDriver(counter))
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    # A failed tick still held its memory while in flight: it is reported next to the figure, not fatal to it.
+    failures = [f"{tick.persona.name}: {tick.status}: {tick.error}" for tick in result.failed]
+    calls = sum(len(tick.calls) for tick in result.ticks)
+    return MemoryFigures(len(catalog.personas), counter.most, calls, seconds, before, peak, failures)
+
+
+# ---- driving it all ------------------------------------------------------------------------
+
+
+@dataclass
+class Budget:
+    """One deadline for the whole bench, so no phase can run on past it."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        left = self.seconds - (time.monotonic() - self.started)
+        if left <= 0:
+            raise BenchError(f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight")
+        return left
+
+    def run(self, phase: Callable[..., Any], *args: Any) -> Any:
+        async def bounded() -> Any:
+            with anyio.fail_after(self.left()):
+                return await phase(*args)
+
+        try:
+            return anyio.run(bounded)
+        except TimeoutError:
+            raise BenchError(f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight") from None
+
+
+@contextmanager
+def results_store() -> Iterator[Engine]:
+    """A fresh SQLite results store in a temp dir: every recorded phase writes into the same empty tables."""
+    with tempfile.TemporaryDirectory(prefix="runner-bench-store-") as tmp:
+        store = open_store(str(Path(tmp) / "results.db"))
+        try:
+            yield store
+        finally:
+            store.dispose()
+
+
+def measure_memory(personas: int, turns: int, seconds: float) -> MemoryFigures:
+    """Runs in the memory process: see the module docstring."""
+    catalog = bench_catalog(personas)
+    print(f"in flight: seeding {personas} personas into a product process (argon2 per persona)...", file=sys.stderr, flush=True)
+    with product_process() as (url, token), results_store() as store:
+        return Budget(seconds).run(in_flight_run, url, token, catalog, store, turns)
+
+
+def memory_in_own_process(args: argparse.Namespace, budget: Budget) -> MemoryFigures:
+    seconds = budget.left()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure_memory, args.in_flight, args.turns, seconds).result(timeout=seconds + STARTUP_SECONDS)
+
+
+def record_once(catalog: Catalog, args: argparse.Namespace, budget: Budget) -> tuple[Phase, list[Script]]:
+    with embedded_product() as (url, token), results_store() as store:
+        phase, run_id = budget.run(recorded, url, token, catalog, store, args.turns, args.concurrency)
+        return phase, read_scripts(store, run_id, catalog.personas)
+
+
+def replay_once(catalog: Catalog, scripts: list[Script], args: argparse.Namespace, budget: Budget) -> Phase:
+    # A fresh product, not the recorded one: there the tasks are already completed and deleted, and
+    # replayed creates would lengthen every listing. Under the same id seed it hands out the same ids.
+    with embedded_product() as (url, token):
+        return budget.run(bare, url, token, catalog, scripts, args.concurrency)
+
+
+@dataclass
+class Throughput:
+    recorded: list[Phase] = field(default_factory=list)
+    bare: list[Phase] = field(default_factory=list)
+    repeated: bool = True  # every recorded round made the same calls as the first recording
+
+    def median(self, phases: list[Phase]) -> float:
+        return statistics.median(p.rate for p in phases)
+
+
+def measure_throughput(args: argparse.Namespace, budget: Budget) -> Throughput:
+    catalog = bench_catalog(args.personas)
+    # An untimed first recording: it warms the imports and caches, and gives the bare loop its script.
+    _, scripts = record_once(catalog, args, budget)
+    results = Throughput()
+    for round_no in range(args.rounds):
+        # Alternate who goes first, so a drift in machine load over a round hits both alike.
+        for kind in ("recorded", "bare") if round_no % 2 == 0 else ("bare", "recorded"):
+            if kind == "recorded":
+                phase, again = record_once(catalog, args, budget)
+                results.repeated &= again == scripts
+                results.recorded.append(phase)
+            else:
+                results.bare.append(replay_once(catalog, scripts, args, budget))
+        line = f"recorded {results.recorded[-1].rate:.1f} calls/s, bare {results.bare[-1].rate:.1f} calls/s"
+        print(f"round {round_no + 1}/{args.rounds}: {line}", file=sys.stderr, flush=True)
+    return results
+
+
+def report(args: argparse.Namespace, throughput: Throughput, memory: MemoryFigures | None) -> str:
+    recorded_rate, bare_rate = throughput.median(throughput.recorded), throughput.median(throughput.bare)
+    lines = [
+        f"runner throughput ({args.personas} personas x {args.turns} turns, concurrency {args.concurrency}, {args.rounds} rounds, median)",
+        f"recorded {recorded_rate:>8.1f} calls/s",
+        f"bare     {bare_rate:>8.1f} calls/s",
+        f"ratio    {recorded_rate / bare_rate:>8.2f}   (target >= {TARGET_RATIO})",
+        f"calls per phase {throughput.recorded[0].calls}; product embedded in this process, fresh for each phase",
+    ]
+    differing = max(p.differing for p in throughput.bare)
+    if differing:
+        lines.append(f"note: {differing} replayed call(s) ended differently from the recording (ids in shared spaces depend on interleaving)")
+    if not throughput.repeated:
+        lines.append("note: a recorded round made other calls than the first recording; the bare loop replayed the first")
+    if memory is not None:
+        before = f", {memory.rss_before_kib / 1024:.0f} MiB before ticking" if memory.rss_before_kib else ""
+        lines.append(
+            f"{memory.personas} personas in flight: peak RSS {memory.peak_rss_kib / 1024:.0f} MiB (runner process; product in its own process{before}), "
+            f"{memory.calls:,} calls in {memory.seconds:.1f} s, at most {memory.most_in_flight} mid-day at once"
+        )
+        if memory.failures:
+            lines.append(f"  {len(memory.failures)} of {memory.personas} ticks failed, e.g. {memory.failures[0]}")
+    return "\n".join(lines)
+
+
+def bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Tool calls per second of the scripted runner with full recording versus a bare loop of the same calls.")
+    parser.add_argument("--personas", type=bounded(1, 500), default=10, help="personas per throughput phase (default 10)")
+    parser.add_argument("--turns", type=bounded(1, 500), default=20, help="most tool calls per persona per tick (default 20)")
+    parser.add_argument("--concurrency", type=bounded(1, 256), default=4, help="personas ticking at once in the throughput phases (default 4)")
+    parser.add_argument("--rounds", type=bounded(1, 20), default=5, help="alternating rounds of recorded and bare (default 5)")
+    parser.add_argument("--in-flight", type=bounded(0, 500), default=200, help="personas all ticking at once for the memory figure; 0 skips it (default 200)")
+    parser.add_argument("--budget", type=bounded(30, 7200), default=1800, help="give up after this many seconds in all (default 1800)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = Budget(args.budget)
+    try:
+        memory = memory_in_own_process(args, budget) if args.in_flight else None  # first: see the module docstring
+        throughput = measure_throughput(args, budget)
+    except BenchError as exc:
+        print(f"runner_throughput: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"runner_throughput: the memory process ran past --budget {args.budget} s; lower --in-flight or --turns", file=sys.stderr)
+        return 1
+    print(report(args, throughput, memory))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

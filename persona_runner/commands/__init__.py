@@ -1,0 +1,1 @@
+"""Command groups of the `persona-runner` CLI, one module each, registered in `persona_runner.cli`."""

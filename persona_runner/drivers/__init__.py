@@ -1,0 +1,1 @@
+"""Drivers decide what a persona does next: scripted (offline, seeded) or a language model."""

@@ -1,0 +1,33 @@
+"""Figures and times as people read them, the same in the reports, the gate's messages and the command tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from persona_runner.report_model import RatingStats
+
+
+def percent(rate: float | None) -> str:
+    """A rate as people read it: whole percents, "n/a" where there was nothing to count."""
+    return "n/a" if rate is None else f"{rate:.0%}"
+
+
+def rating_text(stats: RatingStats) -> str:
+    """"3.4 [2.9-3.9]", the mean alone while one rating gives no interval, "-" without ratings."""
+    if stats.mean is None:
+        return "-"
+    if stats.ci_low is None or stats.ci_high is None:
+        return f"{stats.mean:.1f}"
+    return f"{stats.mean:.1f} [{stats.ci_low:.1f}-{stats.ci_high:.1f}]"
+
+
+def milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def utc_minute(moment: datetime) -> str:
+    """An aware moment to the minute in UTC, e.g. "2026-11-20 23:30", whatever zone it carries.
+
+    The store's columns hand every timestamp back aware, on SQLite as on PostgreSQL.
+    """
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"

@@ -1,0 +1,134 @@
+"""The results store schema: the same tables on SQLite and PostgreSQL.
+
+Row ids are deterministic (`"{tick_id}:{seq}"` for actions,
+`"{tick_id}:{module}"` for feedback) so that a retried write replaces rather
+than duplicates. `run_id` is carried on actions and feedback, not only on
+ticks, because every report and gate aggregates by run and should not need a
+join to do it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, false
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class ResultsTable(SQLModel, registry=registry()):
+    """Base of the results tables: its own metadata, so the product's tables
+    (same process when the product is embedded) never land in this store."""
+
+
+def utcnow() -> datetime:
+    """Aware UTC: the only kind of timestamp the store accepts."""
+    return datetime.now(UTC)
+
+
+class Persona(ResultsTable, table=True):
+    __tablename__ = "personas"
+
+    user_id: str = Field(primary_key=True)
+    email: str = Field(unique=True)
+    name: str = Field(unique=True)
+    archetype: str
+    system_prompt: str = Field(sa_column=Column(Text, nullable=False))
+    module_mix: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    tick_cadence: str = "daily"
+    style: str | None = None
+    locale: str | None = None
+    last_active_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+
+class Run(ResultsTable, table=True):
+    __tablename__ = "runs"
+
+    run_id: str = Field(primary_key=True)
+    label: str | None = None
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    ended_at: datetime | None = None
+    status: str = "running"  # running | ok | failed | aborted
+    target: str
+    driver: str
+    model: str | None = None
+    seed: int = 0
+    build: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Tick(ResultsTable, table=True):
+    __tablename__ = "ticks"
+    __table_args__ = (Index("ix_ticks_persona_started", "persona_id", "started_at"),)
+
+    tick_id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    persona_id: str
+    persona_name: str
+    tick_date: str  # ISO date the persona lived through
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    status: str  # ok | failed | timeout | aborted | rating_unparsed
+    driver: str
+    model: str | None = None
+    seed: int = 0
+    tool_calls: int = 0
+    errors: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PersonaAction(ResultsTable, table=True):
+    __tablename__ = "persona_actions"
+    __table_args__ = (
+        Index("ix_actions_persona_created", "persona_id", "created_at"),
+        Index("ix_actions_run_tool", "run_id", "tool_name"),
+    )
+
+    id: str = Field(primary_key=True)  # "{tick_id}:{seq}"
+    persona_id: str
+    tick_id: str = Field(index=True)
+    run_id: str
+    seq: int
+    tool_name: str
+    module: str
+    input_hash: str
+    result: str  # ok | error
+    #: Sent on purpose to be refused (a persona probing bad input): its error is not counted against the product.
+    probe: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    latency_ms: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PersonaFeedback(ResultsTable, table=True):
+    __tablename__ = "persona_feedback"
+    __table_args__ = (
+        CheckConstraint("rating >= 1 AND rating <= 5", name="ck_feedback_rating_range"),
+        Index("ix_feedback_module_created", "module", "created_at"),
+        Index("ix_feedback_persona_created", "persona_id", "created_at"),
+        Index("ix_feedback_run_module", "run_id", "module"),
+    )
+
+    id: str = Field(primary_key=True)  # "{tick_id}:{module}"
+    persona_id: str
+    tick_id: str = Field(index=True)
+    run_id: str
+    module: str
+    rating: int
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Transcript(ResultsTable, table=True):
+    __tablename__ = "transcripts"
+
+    tick_id: str = Field(primary_key=True)
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,68 @@
+"""What the store knows about each persona: activity, ratings, recent actions (aggregated in SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from persona_runner.models import Persona, PersonaAction, PersonaFeedback, utcnow
+
+RECENT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class PersonaActivity:
+    persona: Persona
+    actions_recent: int
+    errors_recent: int
+    ratings: dict[str, tuple[float, int]]  # module -> (mean, count)
+
+
+def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActivity]:
+    """Every persona (or those called `names`) with its last week's actions and errors and its ratings per module."""
+    since = utcnow() - timedelta(days=RECENT_DAYS)
+    with Session(engine) as session:
+        query = select(Persona).order_by(Persona.name)
+        if names:
+            query = query.where(Persona.name.in_(names))  # type: ignore[attr-defined]
+        personas = list(session.scalars(query))
+        ids = [p.user_id for p in personas]
+        counts = {
+            row.persona_id: (row.actions, row.errors or 0)
+            for row in session.execute(
+                select(
+                    PersonaAction.persona_id,
+                    func.count().label("actions"),
+                    func.sum(case(((PersonaAction.result == "error") & ~PersonaAction.probe, 1), else_=0)).label("errors"),
+                )
+                .where(PersonaAction.persona_id.in_(ids), PersonaAction.created_at >= since)  # type: ignore[attr-defined]
+                .group_by(PersonaAction.persona_id)
+            )
+        }
+        ratings: dict[str, dict[str, tuple[float, int]]] = {}
+        for row in session.execute(
+            select(PersonaFeedback.persona_id, PersonaFeedback.module, func.avg(PersonaFeedback.rating), func.count())
+            .where(PersonaFeedback.persona_id.in_(ids))  # type: ignore[attr-defined]
+            .group_by(PersonaFeedback.persona_id, PersonaFeedback.module)
+            .order_by(PersonaFeedback.module)
+        ):
+            ratings.setdefault(row[0], {})[row[1]] = (float(row[2]), int(row[3]))
+    return [
+        PersonaActivity(p, *counts.get(p.user_id, (0, 0)), ratings=ratings.get(p.user_id, {}))  # type: ignore[misc]
+        for p in personas
+    ]
+
+
+def recent_actions(engine: Engine, persona_id: str, limit: int = 15) -> list[PersonaAction]:
+    with Session(engine) as session:
+        query = (
+            select(PersonaAction)
+            .where(PersonaAction.persona_id == persona_id)
+            .order_by(PersonaAction.created_at.desc(), PersonaAction.seq.desc())  # type: ignore[attr-defined]
+            .limit(limit)
+        )
+        return list(session.scalars(query))

@@ -1,0 +1,157 @@
+"""A run: one tick for each chosen persona, a few at a time, under one run id.
+
+Personas that share a space (directly, or through another member) tick one
+after another, in the order given: two of them working in one space at once
+would interleave their writes and listings there, and a seeded run would no
+longer repeat call for call. Personas that share nothing tick concurrently.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import date
+
+import anyio
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from persona_runner.catalog import PersonaSpec, SpaceSpec
+from persona_runner.client import ProductClient
+from persona_runner.credentials import derive_password
+from persona_runner.drivers.base import Driver, PersonaProfile
+from persona_runner.models import Run, utcnow
+from persona_runner.recorder import RecordError, TickRecord
+from persona_runner.tick import TickPlan, run_tick
+
+RAN_STATUSES = ("ok", "rating_unparsed")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    target: str
+    driver: str
+    model: str | None = None
+    seed: int = 0
+    max_turns: int = 20
+    timeout: float = 120.0
+    concurrency: int = 4
+    label: str | None = None
+    tick_date: date = field(default_factory=lambda: utcnow().date())
+
+
+def new_run_id() -> str:
+    return f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    ticks: list[TickRecord]
+    stopped_early: str | None = None  # why some personas were not started
+
+    @property
+    def failed(self) -> list[TickRecord]:
+        return [t for t in self.ticks if t.status not in RAN_STATUSES]
+
+
+def sharing_groups(personas: Sequence[PersonaSpec], spaces: Sequence[SpaceSpec]) -> list[list[PersonaSpec]]:
+    """The personas split into groups that share no space with each other, each group in the order given.
+
+    Connected components of the space memberships: `a` and `c` are in one group when `a`
+    shares a space with `b` and `b` one with `c`. Groups come in the order of their first member.
+    """
+    index = {persona.name: position for position, persona in enumerate(personas)}
+    parent = list(range(len(personas)))
+
+    def root(position: int) -> int:
+        while parent[position] != position:
+            position = parent[position] = parent[parent[position]]
+        return position
+
+    for space in spaces:
+        members = [index[name] for name in space.members if name in index]
+        for member in members[1:]:
+            parent[root(member)] = root(members[0])
+    groups: dict[int, list[PersonaSpec]] = {}
+    for position, persona in enumerate(personas):
+        groups.setdefault(root(position), []).append(persona)
+    return list(groups.values())
+
+
+def _write_run(store: Engine, run: Run) -> None:
+    try:
+        with Session(store) as session, session.begin():
+            session.merge(run)
+    except SQLAlchemyError as exc:
+        raise RecordError(f"could not record run {run.run_id}: {getattr(exc, 'orig', None) or exc}") from None
+
+
+async def _end_run(store: Engine, run: Run, status: str) -> None:
+    """Record how the run ended; shielded, so a run being cancelled still says so."""
+    run.ended_at, run.status = utcnow(), status
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(_write_run, store, run)
+
+
+async def execute_run(
+    settings: RunSettings,
+    personas: list[PersonaSpec],
+    *,
+    secret: str,
+    store: Engine,
+    make_driver: Callable[[PersonaProfile], Driver],
+    spaces: Sequence[SpaceSpec] = (),
+    should_stop: Callable[[], str | None] = lambda: None,
+    on_tick: Callable[[TickRecord], None] = lambda _record: None,
+) -> RunResult:
+    """Tick every persona once; members of `spaces` are grouped as `sharing_groups` says.
+
+    `should_stop` lets a run-wide budget hold back ticks not yet started. A run that
+    raises or is cancelled (Ctrl-C) is recorded as `aborted`, its ticks in flight too.
+    """
+    run = Run(
+        run_id=new_run_id(), label=settings.label, target=settings.target, driver=settings.driver,
+        model=settings.model, seed=settings.seed, config={"tick_date": settings.tick_date.isoformat(),
+        "max_turns": settings.max_turns, "timeout": settings.timeout, "personas": [p.name for p in personas]},
+    )
+    await anyio.to_thread.run_sync(_write_run, store, run)
+    result = RunResult(run_id=run.run_id, ticks=[])
+    limiter = anyio.Semaphore(max(1, settings.concurrency))
+
+    async with ProductClient(settings.target, timeout=settings.timeout) as client:
+
+        async def one(persona: PersonaSpec) -> None:
+            async with limiter:
+                reason = should_stop()
+                if reason:
+                    result.stopped_early = reason
+                    return
+                plan = TickPlan(
+                    run_id=run.run_id, persona=persona.to_profile(), cadence=persona.tick_cadence,
+                    password=derive_password(persona.email, secret), tick_date=settings.tick_date,
+                    seed=settings.seed, max_turns=settings.max_turns, timeout=settings.timeout,
+                )
+                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store)
+                result.ticks.append(record)
+                on_tick(record)
+
+        async def in_turn(group: list[PersonaSpec]) -> None:
+            for persona in group:
+                await one(persona)
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                for group in sharing_groups(personas, spaces):
+                    tasks.start_soon(in_turn, group)
+        except BaseException:
+            # What stopped the run matters more than failing to note its end.
+            with suppress(RecordError):
+                await _end_run(store, run, "aborted")
+            raise
+    await _end_run(store, run, "failed" if result.failed else ("aborted" if result.stopped_early else "ok"))
+    result.ticks.sort(key=lambda t: t.persona.name)
+    return result

@@ -1,0 +1,192 @@
+"""One tick of one persona, start to persisted rows.
+
+    login -> spaces -> MCP session -> tools/list -> driver.play (<= max_turns calls)
+          -> driver.rate -> one transaction with everything
+
+Whatever goes wrong (refused login, dead gateway, a tool that hangs past the
+tick's timeout, a driver that fails) becomes this tick's status and reason;
+the calls made before it are still recorded, and other personas carry on.
+A run stopped in the middle of a tick (Ctrl-C) records that tick as `aborted`
+with the calls it made.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import anyio
+import httpx2
+from sqlalchemy.engine import Engine
+
+from persona_runner.client import GatewayLost, McpSession, ProductClient, ProductError, personal_space, truncate
+from persona_runner.drivers.base import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, TurnLimitReached, Verdict
+from persona_runner.drivers.llm import ProviderError
+from persona_runner.models import utcnow
+from persona_runner.recorder import RecordedCall, RecordError, TickRecord, save_tick
+
+logger = logging.getLogger("persona_runner.tick")
+SHARED_SPACE_SHARE = 0.3
+#: The tick-wide guard fires this much after the per-call deadline, so a hanging
+#: call is always cut off (and recorded) by `act` first.
+GUARD_GRACE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    run_id: str
+    persona: PersonaProfile
+    cadence: str
+    password: str
+    tick_date: date
+    seed: int
+    max_turns: int
+    timeout: float
+
+    @property
+    def tick_id(self) -> str:
+        return f"{self.run_id}:{self.persona.name}:{self.tick_date.isoformat()}"
+
+
+def choose_space(plan: TickPlan, spaces: list[SpaceInfo]) -> SpaceInfo:
+    """The personal space most days; a shared space on some, chosen by the seed so replays agree."""
+    shared = [s for s in spaces if s.type != "personal"]
+    rng = random.Random(f"space:{plan.seed}:{plan.persona.name}:{plan.tick_date.isoformat()}")
+    if shared and rng.random() < SHARED_SPACE_SHARE:
+        return rng.choice(shared)
+    return personal_space(spaces)
+
+
+class TickTimeout(Exception):
+    pass
+
+
+class _Recorder:
+    """Implements the driver's `act`: every call is timed, bounded by the tick's deadline and recorded."""
+
+    def __init__(self, record: TickRecord, mcp: McpSession, day: Day, deadline: float, timeout: float) -> None:
+        self.record = record
+        self.mcp = mcp
+        self.day = day
+        self.deadline = deadline
+        self.timeout = timeout
+
+    async def act(self, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome:
+        if len(self.record.calls) >= self.day.max_turns:
+            raise TurnLimitReached(f"the day is over: {self.day.max_turns} calls made")
+        arguments = dict(arguments)
+        started = time.perf_counter()
+        remaining = self.deadline - time.monotonic()
+        try:
+            with anyio.fail_after(max(remaining, 0.0)):
+                outcome = await self.mcp.call_tool(tool, arguments)
+        except TimeoutError:
+            message = f"no answer before the tick's timeout of {self.timeout:g} s"
+            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=message, probe=probe))
+            raise TickTimeout(f"tick exceeded its timeout of {self.timeout:g} s while waiting for {tool}") from None
+        except BaseException as exc:
+            # Cut off under us (the session died, or the run is being stopped): keep the call on record, then let it go.
+            reason = str(exc) if isinstance(exc, GatewayLost) else "no answer: cut off while waiting (the MCP session broke or the run was stopped)"
+            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=truncate(reason), probe=probe))
+            raise
+        outcome = replace(outcome, probe=probe)
+        self._add(outcome)
+        return outcome
+
+    def _add(self, outcome: CallOutcome) -> None:
+        self.record.calls.append(RecordedCall(seq=len(self.record.calls), module=self.day.module_of(outcome.tool), outcome=outcome, at=utcnow()))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group, so the tick's reason names what actually failed."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]:
+    """The tick's status and one-line reason for what stopped it."""
+    if isinstance(exc, TickTimeout):
+        return "timeout", str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout", f"tick exceeded its timeout of {plan.timeout:g} s after {calls} calls"
+    if isinstance(exc, ProductError | ProviderError):
+        return "failed", str(exc)
+    if isinstance(exc, httpx2.TransportError):
+        return "failed", truncate(f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}")
+    logger.error("tick %s failed", plan.tick_id, exc_info=exc)
+    return "failed", truncate(f"{type(exc).__name__}: {exc}")
+
+
+async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine) -> TickRecord:
+    """Play one persona's day against the product and record it.
+
+    Never raises for a product, driver or store failure: each becomes the tick's status and reason.
+    Being cancelled (the run is stopped) writes the day so far as `aborted`, then lets the
+    cancellation go on.
+    """
+    record = TickRecord(
+        tick_id=plan.tick_id, run_id=plan.run_id, persona=plan.persona, persona_id=None,
+        tick_date=plan.tick_date.isoformat(), seed=plan.seed, driver=driver.name, model=driver.model,
+    )
+    transcript: dict[str, Any] = {"tick_id": plan.tick_id, "persona": plan.persona.name, "tick_date": record.tick_date, "seed": plan.seed, "driver": driver.name, "model": driver.model}
+    deadline = time.monotonic() + plan.timeout
+    verdict: Verdict | None = None
+    try:
+        with anyio.fail_after(plan.timeout + GUARD_GRACE_SECONDS):
+            verdict = await _play_day(plan, client, driver, record, transcript, deadline)
+    except anyio.get_cancelled_exc_class():
+        record.status, record.error = "aborted", f"the run was stopped during this tick, after {len(record.calls)} calls"
+        with anyio.CancelScope(shield=True):
+            await _finish(plan, driver, record, transcript, None, store)
+        raise
+    except Exception as raised:  # noqa: BLE001 - one persona's failure must not stop the others
+        record.status, record.error = _classify(_root_cause(raised), plan, len(record.calls))
+    await _finish(plan, driver, record, transcript, verdict, store)
+    return record
+
+
+async def _finish(plan: TickPlan, driver: Driver, record: TickRecord, transcript: dict[str, Any], verdict: Verdict | None, store: Engine) -> None:
+    """Release the driver and write the tick: its verdict (when the day reached one), transcript and rows."""
+    await driver.aclose()
+    if verdict is not None and record.status == "ok":
+        record.status = verdict.status
+        record.ratings = verdict.ratings
+        transcript["verdict"] = {"status": verdict.status, "flags": verdict.flags, "raw_answer": verdict.raw_answer}
+    record.ended_at = utcnow()
+    record.tokens_in, record.tokens_out = driver.usage.tokens_in, driver.usage.tokens_out
+    transcript.update(
+        calls=[call.transcript_entry() for call in record.calls],
+        ratings=[{"module": r.module, "rating": r.rating, "notes": r.notes} for r in record.ratings],
+        surprises=list(driver.surprises),
+        exchanges=list(driver.exchanges),
+        status=record.status,
+        error=record.error,
+    )
+    record.transcript = transcript
+    try:
+        await anyio.to_thread.run_sync(save_tick, store, record, plan.cadence)
+    except RecordError as exc:
+        # The day happened but could not be written: this tick fails, the others carry on.
+        record.status, record.error = "failed", str(exc)
+
+
+async def _play_day(plan: TickPlan, client: ProductClient, driver: Driver, record: TickRecord, transcript: dict[str, Any], deadline: float) -> Verdict:
+    login = await client.login(plan.persona.email, plan.password)
+    record.persona_id = login.user_id
+    async with client.visit(login, lambda spaces: choose_space(plan, spaces)) as visit:
+        transcript["space"] = {"id": visit.space.id, "name": visit.space.name, "type": visit.space.type}
+        transcript["spaces"] = [{"id": s.id, "name": s.name, "type": s.type, "role": s.role} for s in visit.spaces]
+        transcript["tools_offered"] = [tool.name for tool in visit.tools]
+        day = Day(persona=plan.persona, tick_date=plan.tick_date, seed=plan.seed, spaces=visit.spaces, tools=visit.tools, max_turns=plan.max_turns, tick_id=plan.tick_id)
+        recorder = _Recorder(record, visit.mcp, day, deadline, plan.timeout)
+        try:
+            await driver.play(day, recorder.act)
+        except TurnLimitReached:
+            pass
+        history = [call.outcome for call in record.calls]
+        return await driver.rate(day, record.modules_used(), history)
