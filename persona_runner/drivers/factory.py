@@ -1,0 +1,107 @@
+"""Build the driver a run asked for (`--driver NAME --model M ...`), one per persona per day.
+
+Run-level objects (the cassette, the run's token budget) are passed in and
+shared; everything per tick (the SDK client, the retry budget, the usage) is
+fresh in each driver. Keys are read here and nowhere else, so a missing key is
+one line before any tick starts, and a cassette replay needs no key at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+
+from persona_runner.budget import RunBudget
+from persona_runner.cassette import Cassette
+from persona_runner.drivers import anthropic_driver, openai_driver
+from persona_runner.drivers.base import Driver
+from persona_runner.drivers.llm import LLMDriver, RetryPolicy
+from persona_runner.drivers.scripted import ScriptedDriver
+from persona_runner.errors import UserError
+
+LLM_DRIVERS: dict[str, type[LLMDriver]] = {"anthropic": anthropic_driver.AnthropicDriver, "openai": openai_driver.OpenAIDriver}
+#: Every driver a run can name: the offline one first, then the language models.
+DRIVERS = ("scripted", *LLM_DRIVERS)
+KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+BASE_URL_VARIABLES = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}
+#: Sent in place of a key during replay: the cassette answers, no provider ever sees it.
+REPLAY_KEY = "cassette-replay"
+DEFAULT_RETRY_BUDGET = RetryPolicy().budget
+
+
+def check_keys(name: str, env: Mapping[str, str] = os.environ) -> None:
+    """Fail in one line when the driver's API key is not set (call before any tick starts)."""
+    variable = KEY_VARIABLES.get(name)
+    if variable and not env.get(variable):
+        raise UserError(f"{variable} is not set: export it to use --driver {name}, or replay a run with --cassette replay PATH")
+
+
+def make_client(sdk: Callable[..., Any], api_key: str, base_url: str | None, http_client: httpx2.AsyncClient | None) -> Any:
+    """An SDK client (`sdk` is its class) that never retries on its own: retries, their budget and waits are the driver's."""
+    return sdk(api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0)
+
+
+def base_url_for(name: str, flag: str | None, env: Mapping[str, str] = os.environ) -> str | None:
+    """`--base-url`, else the provider's base-URL variable, else None (the SDK's own default).
+
+    Checked here because the SDK takes anything: a URL without a scheme
+    (`localhost:11434/v1`) would fail every request of every tick as a retried
+    connection error instead of once, up front.
+    """
+    variable = BASE_URL_VARIABLES[name]
+    url, source = (flag, "--base-url") if flag else (env.get(variable) or None, variable)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is not a number, or out of range
+        valid = False
+    if not valid:
+        raise UserError(f"{source} {url!r} is not an http(s) URL with a host: write it like http://127.0.0.1:11434/v1")
+    return url
+
+
+async def _no_wait(_seconds: float) -> None:
+    """Replay answers from disk: a recorded Retry-After is walked through without waiting."""
+
+
+def make_driver(
+    name: str,
+    *,
+    model: str | None,
+    base_url: str | None = None,
+    cassette: Cassette | None = None,
+    max_tokens_per_tick: int | None = None,
+    retry_budget: int = DEFAULT_RETRY_BUDGET,
+    run_budget: RunBudget | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Driver:
+    """A fresh driver for one persona's day; the caller awaits `driver.aclose()` when the tick ends."""
+    # The offline driver: no model, no key, no budget to spend.
+    if name == "scripted":
+        return ScriptedDriver()
+    if name not in LLM_DRIVERS:
+        raise UserError(f"unknown driver {name!r}: choose one of {', '.join(DRIVERS)}")
+    if not model:
+        raise UserError(f"--driver {name} needs --model (the provider's model name)")
+    replaying = cassette is not None and cassette.replaying
+    if not replaying:
+        check_keys(name, env)
+    url = base_url_for(name, base_url, env)
+    http_client = httpx2.AsyncClient(transport=cassette.transport()) if cassette else None
+    driver = LLM_DRIVERS[name]
+    client = make_client(driver.client_class, env.get(KEY_VARIABLES[name]) or REPLAY_KEY, url, http_client)
+    return driver(
+        client=client,
+        model=model,
+        retry=RetryPolicy(budget=retry_budget),
+        max_tokens_per_tick=max_tokens_per_tick,
+        run_budget=run_budget,
+        sleep=_no_wait if replaying else anyio.sleep,
+    )
