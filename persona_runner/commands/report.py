@@ -1,0 +1,86 @@
+"""`persona-runner report`: what the personas did and thought, as HTML, Markdown or JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from persona_runner.commands.options import DbOption, store_from, write_atomic
+from persona_runner.errors import UserError
+from persona_runner.render_html import render_html
+from persona_runner.render_md import render_markdown
+from persona_runner.report import build_report, runs_scope, window_scope
+from persona_runner.report_model import Report
+
+REPORTS_DIR = Path("reports")
+DEFAULT_SINCE = "7d"
+_DURATION = re.compile(r"^(?P<count>[0-9]+)(?P<unit>[mhdw])$")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+#: Ten years: longer than any store holds, and short enough that the window
+#: before it, which "what changed" compares against, still has dates.
+MAX_SINCE_DAYS = 3650
+
+
+class Format(str, Enum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+RENDERERS: dict[Format, Callable[[Report], str]] = {
+    Format.html: render_html,
+    Format.md: render_markdown,
+    Format.json: lambda report: report.model_dump_json(indent=2) + "\n",
+}
+
+
+def parse_since(text: str) -> timedelta:
+    """`30m`, `24h`, `7d`, `2w`: a window ending now, of at most MAX_SINCE_DAYS."""
+    match = _DURATION.match(text.strip())
+    if not match or not match["count"].lstrip("0"):
+        raise UserError(f"--since {text!r}: expected a positive count and a unit m, h, d or w, e.g. --since 7d")
+    try:
+        length = timedelta(minutes=int(match["count"]) * _UNIT_MINUTES[match["unit"]])
+    except (OverflowError, ValueError):  # more days than a timedelta holds, or more digits than int() reads
+        length = None
+    if length is None or length > timedelta(days=MAX_SINCE_DAYS):
+        raise UserError(f"--since {text!r}: the window can be at most {MAX_SINCE_DAYS} days (--since {MAX_SINCE_DAYS}d)")
+    return length
+
+
+def report(
+    since: Annotated[str | None, typer.Option("--since", help="Time window ending now: 30m, 24h, 7d, 2w. Default: 7d.", show_default=False)] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="Report on this run (repeatable) instead of a time window.", show_default=False)] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="html (one self-contained page), md (fits a PR comment) or json (every figure).")] = Format.html,
+    out: Annotated[Path | None, typer.Option("--out", help="Output file. Default: reports/<UTC timestamp>.<format>, also copied to reports/latest.<format>.", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Turn recorded actions and ratings into a report, module by module, with what changed at the top."""
+    if run and since:
+        raise UserError("--since and --run exclude each other: report on a time window or on runs, not both")
+    window = None if run else parse_since(since or DEFAULT_SINCE)
+    engine = store_from(db, create=False)
+    if window is None:
+        with engine.connect() as conn:
+            scope = runs_scope(conn, run or [])
+    else:
+        scope = window_scope(window)
+    result = build_report(engine, scope)
+    text = RENDERERS[output_format](result)
+    suffix = output_format.value
+    target = out or REPORTS_DIR / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{suffix}"
+    write_atomic(target, text)
+    if out is None:
+        latest = REPORTS_DIR / f"latest.{suffix}"
+        write_atomic(latest, text)
+        typer.echo(f"wrote {target} (and {latest})")
+    else:
+        typer.echo(f"wrote {target}")
+    if result.is_empty:
+        typer.echo(f"note: nothing was recorded in {scope.label}", err=True)

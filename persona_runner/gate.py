@@ -1,0 +1,344 @@
+"""The regression gate: did the personas' experience get worse between two runs?
+
+It compares two `Report`s (a run's, or a baseline exported to JSON): the run's
+ticks, then module by module and tool by tool. Each check passes, fails, or
+says it had too little data to judge: a check on three calls would block
+releases on chance, and calling it "passed" would hide that nobody looked.
+A rise in error rate or a drop in rating fails only when it exceeds its
+threshold *and* the noise of the two runs (the same tests the report's "what
+changed" uses), so one flaky call or one grumpy tick does not block a release.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal, NamedTuple
+from xml.etree import ElementTree
+
+from pydantic import BaseModel, ValidationError
+
+from persona_runner.errors import UserError
+from persona_runner.formatting import milliseconds, percent, rating_text
+from persona_runner.render_md import cell, code, table
+from persona_runner.report_model import ModuleReport, RatingStats, Report, ToolStats, Totals, error_rates_differ, rating_noise, ratings_differ
+
+MIN_CALLS = 10
+#: A p95 over fewer calls is one or two slow calls, not a distribution.
+MIN_CALLS_P95 = 40
+MIN_TICKS = 10
+MIN_RATINGS = 3
+#: A tick that ended in one of these did not finish what the persona set out to do.
+FAILED_TICK_STATUSES = frozenset({"failed", "timeout", "aborted"})
+
+Status = Literal["pass", "fail", "insufficient"]
+Kind = Literal["run", "module", "tool"]
+RateMetric = Literal["error_rate", "failed_ticks"]
+Metric = Literal[RateMetric, "rating", "p95_latency", "coverage", "offered"]
+
+
+class Thresholds(BaseModel):
+    max_error_rate_increase: float = 0.05
+    max_rating_drop: float = 0.5
+    max_p95_latency_ratio: float = 1.5
+    min_coverage: float = 0.8
+
+
+class Check(BaseModel):
+    """One verdict about the run's ticks, one module or one tool, with the figures it was based on."""
+
+    kind: Kind
+    subject: str
+    module: str
+    metric: Metric
+    status: Status
+    baseline: float | None
+    candidate: float | None
+    limit: float
+    message: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.subject} {self.metric.replace('_', ' ')}"
+
+
+class Subject(NamedTuple):
+    """What a check is about: the run's ticks, a module, or a tool and its module."""
+
+    kind: Kind
+    name: str
+    module: str
+
+    def check(self, metric: Metric, status: Status, baseline: float | None, candidate: float | None, limit: float, message: str) -> Check:
+        return Check(kind=self.kind, subject=self.name, module=self.module, metric=metric, status=status, baseline=baseline, candidate=candidate, limit=limit, message=message)
+
+
+RUN = Subject("run", "run", "")
+
+
+class GateResult(BaseModel):
+    baseline: str
+    candidate: str
+    thresholds: Thresholds
+    checks: list[Check]
+    new_failing_tools: list[str]
+    disappeared_tools: list[str]
+
+    def with_status(self, status: Status) -> list[Check]:
+        return [check for check in self.checks if check.status == status]
+
+    @property
+    def passed(self) -> bool:
+        return not self.with_status("fail")
+
+    @property
+    def verdict(self) -> str:
+        counts = ", ".join(f"{len(self.with_status(s))} {word}" for s, word in (("fail", "failed"), ("pass", "passed"), ("insufficient", "with too little data")))
+        return f"{'PASS' if self.passed else 'FAIL'} ({counts})"
+
+
+def load_baseline_file(path: Path) -> Report:
+    """A baseline kept in a repository: the JSON of `runs export` (or `report --format json`)."""
+    try:
+        return Report.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"baseline file {path} does not exist; export one with `persona-runner runs export RUN_ID --out {path}`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"baseline file {path} cannot be read: {exc}") from None
+    except ValidationError as exc:
+        raise UserError(f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {exc.errors()[0]['msg']})") from None
+
+
+class Counts(NamedTuple):
+    """How many there were and how many went wrong: calls and errors, or ticks and failed ticks."""
+
+    total: int
+    failed: int
+
+
+class RateTerms(NamedTuple):
+    what: str
+    unit: str
+    failed: str
+    minimum: int
+
+
+_RATE_TERMS: dict[RateMetric, RateTerms] = {
+    "error_rate": RateTerms("error rate", "calls", "failed", MIN_CALLS),
+    "failed_ticks": RateTerms("failed ticks", "ticks", "failed, timed out or aborted", MIN_TICKS),
+}
+
+
+def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
+    return Counts(tool_or_module.calls, tool_or_module.errors) if tool_or_module else Counts(0, 0)
+
+
+def _tick_counts(totals: Totals) -> Counts:
+    return Counts(totals.ticks, sum(count for status, count in totals.tick_statuses.items() if status in FAILED_TICK_STATUSES))
+
+
+def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Counts, limit: float) -> Check:
+    """A rise in the share of calls (or ticks) that failed, judged on the limit and on the noise.
+
+    A rise fails when it exceeds the limit and the two-proportion test says it
+    is beyond chance; the test judges small samples too, so a tool that went
+    from 0/24 to 6/6 fails. A pass needs `minimum` on each side: with fewer,
+    "no rise beyond chance" only means the test could not have seen one.
+    Something the baseline never exercised has no noise to measure: it is held
+    against no failures and judged on the limit alone, once it has `minimum`.
+    A candidate whose every tick failed left nothing else to judge, so that
+    fails on the limit alone whatever the counts.
+    """
+    terms = _RATE_TERMS[metric]
+    rate_before = before.failed / before.total if before.total else 0.0
+    if after.total == 0:
+        message = f"too little data: {before.total} baseline {terms.unit}, no candidate {terms.unit}"
+        return subject.check(metric, "insufficient", rate_before, None, limit, message)
+    rate_after = after.failed / after.total
+    increase = rate_after - rate_before
+    if before.total:
+        judged = min(before.total, after.total) >= terms.minimum
+        beyond_noise = bool(error_rates_differ(before.total, before.failed, after.total, after.failed))
+        noise = "beyond noise" if beyond_noise else "within noise"
+    else:
+        judged = beyond_noise = after.total >= terms.minimum
+        noise = "new, judged on the limit alone"
+    status: Status
+    if increase > limit and beyond_noise:
+        status = "fail"
+    elif increase > limit and metric == "failed_ticks" and after.failed == after.total:
+        status, noise = "fail", "no tick succeeded"
+    elif judged:
+        status = "pass"
+    else:
+        need = f"{terms.minimum} on each side" if before.total else f"{terms.minimum} candidate {terms.unit}"
+        message = f"too little data: {before.total} baseline {terms.unit}, {after.total} candidate {terms.unit} (need {need})"
+        return subject.check(metric, "insufficient", rate_before, rate_after, limit, message)
+    message = (
+        f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} ({after.failed}/{after.total} {terms.unit} {terms.failed}; "
+        f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise})"
+    )
+    return subject.check(metric, status, rate_before, rate_after, limit, message)
+
+
+def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: float) -> Check:
+    """A drop in mean rating fails when it exceeds the limit and a Welch t-test says it is beyond noise."""
+    subject = Subject("module", module, module)
+    noise = rating_noise(before, after)
+    if before.n < MIN_RATINGS or after.n < MIN_RATINGS or noise is None or before.mean is None or after.mean is None:
+        message = f"too little data: {before.n} baseline ratings, {after.n} candidate ratings (need {MIN_RATINGS} on each side)"
+        return subject.check("rating", "insufficient", before.mean, after.mean, limit, message)
+    drop = before.mean - after.mean
+    beyond_noise = bool(ratings_differ(before, after))
+    message = (
+        f"mean rating {rating_text(before)} -> {rating_text(after)} "
+        f"(drop {drop:.2f}, limit {limit:.2f}; {'beyond' if beyond_noise else 'within'} noise of ±{noise:.2f})"
+    )
+    return subject.check("rating", "fail" if drop > limit and beyond_noise else "pass", before.mean, after.mean, limit, message)
+
+
+def _latency_check(tool: str, module: str, before: ToolStats | None, after: ToolStats | None, limit: float) -> Check:
+    subject = Subject("tool", tool, module)
+    p95_before = before.p95_ms if before else None
+    p95_after = after.p95_ms if after else None
+    calls_before, calls_after = (before.calls if before else 0), (after.calls if after else 0)
+    if calls_before < MIN_CALLS_P95 or calls_after < MIN_CALLS_P95 or not p95_before or p95_after is None:
+        message = f"too little data: {calls_before} baseline calls, {calls_after} candidate calls (need {MIN_CALLS_P95} on each side for a p95)"
+        return subject.check("p95_latency", "insufficient", p95_before, p95_after, limit, message)
+    ratio = p95_after / p95_before
+    message = f"p95 latency {milliseconds(p95_before)} -> {milliseconds(p95_after)} ({ratio:.2f}x, limit {limit:.2f}x)"
+    return subject.check("p95_latency", "fail" if ratio > limit else "pass", p95_before, p95_after, limit, message)
+
+
+def _coverage_check(module: str, before: ModuleReport | None, after: ModuleReport | None, limit: float) -> Check:
+    """Share of the module's offered tools the candidate used; below the limit fails only when also below the baseline.
+
+    A module the baseline already covered thinly is known, and a run compared
+    with itself must pass. Coverage needs the list of tools the candidate was
+    offered: the store-wide fallback says nothing about this run.
+    """
+    subject = Subject("module", module, module)
+    coverage_before = before.coverage if before else None
+    if after is None or after.coverage is None or after.coverage_basis != "offered":
+        message = "too little data: the candidate recorded no tools offered for this module"
+        return subject.check("coverage", "insufficient", coverage_before, None, limit, message)
+    unused = sorted(set(after.tools_offered) - set(after.tools_used))
+    message = f"tool coverage {percent(coverage_before)} -> {percent(after.coverage)} ({len(after.tools_used)} of {len(after.tools_offered)} used, limit {percent(limit)})"
+    message += f"; not used: {', '.join(unused)}" if unused else ""
+    worse = coverage_before is None or after.coverage < coverage_before
+    message += "; below the limit but not below the baseline" if after.coverage < limit and not worse else ""
+    return subject.check("coverage", "fail" if after.coverage < limit and worse else "pass", coverage_before, after.coverage, limit, message)
+
+
+def _offered_check(tool: str, module: str, before: ToolStats, after: ToolStats | None, offered_after: set[str] | None) -> Check:
+    """Whether a tool the baseline's personas used is still offered: dropping it takes away something users rely on.
+
+    Its other checks can only say "too little data" once it is gone, and too
+    little data does not fail a gate; this check does. A tool the candidate
+    called was offered; one it did not call is judged on the list its
+    transcripts recorded, and without such a list the check cannot tell.
+    """
+    subject = Subject("tool", tool, module)
+    if after is not None or (offered_after is not None and tool in offered_after):
+        message = f"{tool} was used in the baseline and is offered by the candidate"
+        return subject.check("offered", "pass", before.calls, after.calls if after else 0, 0, message)
+    if offered_after is None:
+        message = f"too little data: the candidate recorded no tools offered and did not call {tool}, used in the baseline"
+        return subject.check("offered", "insufficient", before.calls, None, 0, message)
+    message = f"{tool} was used in the baseline and is not offered by the candidate"
+    return subject.check("offered", "fail", before.calls, 0, 0, message)
+
+
+def _tools(report: Report) -> dict[str, ToolStats]:
+    return {tool.tool: tool for module in report.modules for tool in module.tools}
+
+
+def _offered(report: Report) -> set[str] | None:
+    """Tools the product offered in a report, as its transcripts recorded them; None when none recorded the list.
+
+    Without that list the report's is every tool the store ever saw, which
+    says nothing about this run.
+    """
+    if not any(module.coverage_basis == "offered" for module in report.modules):
+        return None
+    return {tool for module in report.modules for tool in module.tools_offered}
+
+
+def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator[Check]:
+    yield _rate_check(RUN, "failed_ticks", _tick_counts(baseline.totals), _tick_counts(candidate.totals), limits.max_error_rate_increase)
+    tools_before, tools_after = _tools(baseline), _tools(candidate)
+    offered_after = _offered(candidate)
+    for name in sorted({m.module for m in baseline.modules} | {m.module for m in candidate.modules}):
+        before, after = baseline.module(name), candidate.module(name)
+        yield _rate_check(Subject("module", name, name), "error_rate", _counts(before), _counts(after), limits.max_error_rate_increase)
+        yield _rating_check(name, before.rating if before else RatingStats(), after.rating if after else RatingStats(), limits.max_rating_drop)
+        yield _coverage_check(name, before, after, limits.min_coverage)
+        for tool in sorted(tool for tool, stats in (tools_before | tools_after).items() if stats.module == name):
+            tool_before, tool_after = tools_before.get(tool), tools_after.get(tool)
+            if tool_before:
+                yield _offered_check(tool, name, tool_before, tool_after, offered_after)
+            yield _rate_check(Subject("tool", tool, name), "error_rate", _counts(tool_before), _counts(tool_after), limits.max_error_rate_increase)
+            yield _latency_check(tool, name, tool_before, tool_after, limits.max_p95_latency_ratio)
+
+
+def compare(baseline: Report, candidate: Report, limits: Thresholds, *, baseline_label: str | None = None) -> GateResult:
+    """Every check of candidate against baseline, plus the tools that newly fail or are no longer offered, by name."""
+    tools_before, tools_after = _tools(baseline), _tools(candidate)
+    new_failing = sorted(tool for tool, stats in tools_after.items() if stats.errors and not (tool in tools_before and tools_before[tool].errors))
+    checks = list(_checks(baseline, candidate, limits))
+    return GateResult(
+        baseline=baseline_label or baseline.scope.label,
+        candidate=candidate.scope.label,
+        thresholds=limits,
+        checks=checks,
+        new_failing_tools=new_failing,
+        disappeared_tools=sorted(check.subject for check in checks if check.metric == "offered" and check.status == "fail"),
+    )
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """Tool names come from the product and may hold characters XML 1.0 cannot carry at all."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def render_junit(result: GateResult) -> str:
+    """JUnit XML, one test case per check: failures as <failure>, too little data as <skipped>."""
+    counts = {"tests": str(len(result.checks)), "failures": str(len(result.with_status("fail"))), "errors": "0", "skipped": str(len(result.with_status("insufficient"))), "time": "0"}
+    suites = ElementTree.Element("testsuites", {"name": "persona-runner gate", **counts})
+    suite = ElementTree.SubElement(suites, "testsuite", {"name": _xml_safe(f"{result.candidate} vs {result.baseline}"), **counts})
+    properties = ElementTree.SubElement(suite, "properties")
+    for key, value in {"baseline": result.baseline, "candidate": result.candidate, **result.thresholds.model_dump()}.items():
+        ElementTree.SubElement(properties, "property", {"name": key, "value": _xml_safe(str(value))})
+    for check in result.checks:
+        message = _xml_safe(check.message)
+        case = ElementTree.SubElement(suite, "testcase", {"classname": _xml_safe(f"persona_gate.{check.kind}.{check.subject}"), "name": check.metric, "time": "0"})
+        if check.status == "fail":
+            ElementTree.SubElement(case, "failure", {"message": message, "type": f"{check.metric}_regression"}).text = message
+        elif check.status == "insufficient":
+            ElementTree.SubElement(case, "skipped", {"message": message})
+        else:
+            ElementTree.SubElement(case, "system-out").text = message
+    ElementTree.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
+
+
+_ORDER: dict[Status, int] = {"fail": 0, "insufficient": 1, "pass": 2}
+_LABEL: dict[Status, str] = {"fail": "❌ fail", "insufficient": "⚪ too little data", "pass": "✅ pass"}
+
+
+def render_markdown(result: GateResult) -> str:
+    """A summary table for a PR comment or a CI step summary: failures first, then what could not be judged."""
+    lines = [f"## Persona gate: {result.verdict}", "", f"Candidate {cell(result.candidate)} against baseline {cell(result.baseline)}.", ""]
+    if result.new_failing_tools:
+        lines.append(f"New failing tools: {', '.join(map(code, result.new_failing_tools))}.")
+    if result.disappeared_tools:
+        lines.append(f"Tools that disappeared: {', '.join(map(code, result.disappeared_tools))}.")
+    rows = (
+        [_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)]
+        for check in sorted(result.checks, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
+    )
+    return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), ""])

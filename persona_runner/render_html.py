@@ -1,0 +1,209 @@
+"""A report as one self-contained HTML page.
+
+One file that can be mailed, attached to a CI run or opened from disk years
+later: inline CSS, inline SVG charts, no script, nothing fetched. Every piece
+of text that came from personas or the product (notes, error messages, tool
+and module names) is escaped, because personas quote what the product said and
+the product may say anything.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+from persona_runner.formatting import milliseconds, percent, rating_text
+from persona_runner.report_model import ModuleReport, PersonaReport, RatingStats, Report
+
+CSS = """
+:root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
+*{box-sizing:border-box}
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;max-width:1100px;padding:1rem}
+h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid var(--line)}h3{font-size:1.05rem}
+.meta{color:var(--muted);margin:0}
+.cards{display:flex;flex-wrap:wrap;gap:.6rem;padding:0;list-style:none}
+.cards li{border:1px solid var(--line);border-radius:6px;padding:.4rem .8rem;min-width:7rem}
+.cards b{display:block;font-size:1.3rem}
+.wrap{overflow-x:auto}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+th,td{padding:.3rem .5rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.changes li{margin:.2rem 0}.bad{color:var(--bad)}.good{color:var(--good)}
+article{border:1px solid var(--line);border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
+blockquote{margin:.3rem 0;padding-left:.6rem;border-left:3px solid var(--line)}
+svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
+@media (max-width:640px){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .3rem}}
+@media print{body{max-width:none}.wrap{overflow:visible}article,table{break-inside:avoid}a{color:inherit;text-decoration:none}}
+"""
+
+SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+BAR_WIDTH, BAR_ROW = 360, 18
+TOOL_LABEL_WIDTH = 150
+
+
+def _anchor(module: str) -> str:
+    """The id of a module's section: readable for ordinary names, and distinct for distinct names.
+
+    Every character outside a-z, 0-9, "." and "-" is written as its code
+    point between underscores (`a_b` -> `a_5f_b`, `Todo` -> `_54_odo`), and
+    no other id of the page starts with "module-".
+    """
+    return "module-" + re.sub(r"[^a-z0-9.-]", lambda match: f"_{ord(match[0]):x}_", module)
+
+
+def _rating_colour(mean: float | None) -> str:
+    """Red at 1, amber at 3, green at 5, so a grid reads at a glance (and the number is always printed too)."""
+    if mean is None:
+        return "transparent"
+    return f"hsl({(mean - 1) / 4 * 120:.0f},65%,85%)"
+
+
+def sparkline(module: ModuleReport) -> str:
+    """Mean rating per day or run as a small line on the 1..5 scale."""
+    points = [(i, point.rating.mean) for i, point in enumerate(module.trend) if point.rating.mean is not None]
+    if not points:
+        return "-"
+    step = (SPARK_WIDTH - 8) / max(1, len(module.trend) - 1)
+    coords = [(4 + i * step, 4 + (5 - mean) / 4 * (SPARK_HEIGHT - 8)) for i, mean in points]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="#2f6fb3"/>' for x, y in coords)
+    title = escape(f"{module.module} mean rating: " + ", ".join(f"{point.bucket} {point.rating.mean:.1f}" for point in module.trend if point.rating.mean is not None))
+    return (
+        f'<svg role="img" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}">'
+        f"<title>{title}</title>"
+        f'<polyline points="{line}" fill="none" stroke="#2f6fb3" stroke-width="1.5"/>{dots}</svg>'
+    )
+
+
+def latency_bars(module: ModuleReport) -> str:
+    """p50, p95 and p99 per tool as nested horizontal bars on one scale, so slow tools stand out."""
+    tools = [tool for tool in module.tools if tool.p99_ms is not None]
+    if not tools:
+        return ""
+    longest = max(tool.p99_ms or 0.0 for tool in tools) or 1.0
+    height = BAR_ROW * len(tools) + 4
+    width = TOOL_LABEL_WIDTH + BAR_WIDTH + 80
+    rows = []
+    for i, tool in enumerate(tools):
+        y = 2 + i * BAR_ROW
+        bars = "".join(
+            f'<rect x="{TOOL_LABEL_WIDTH}" y="{y + 2}" width="{(value or 0.0) / longest * BAR_WIDTH:.1f}" height="{BAR_ROW - 5}" fill="{colour}"/>'
+            for value, colour in ((tool.p99_ms, "#c9d8ea"), (tool.p95_ms, "#8fb1d8"), (tool.p50_ms, "#2f6fb3"))
+        )
+        rows.append(
+            f'<text x="0" y="{y + BAR_ROW - 5}">{escape(tool.tool)}</text>{bars}'
+            f'<text x="{TOOL_LABEL_WIDTH + BAR_WIDTH + 6}" y="{y + BAR_ROW - 5}">{escape(milliseconds(tool.p95_ms))}</text>'
+        )
+    return (
+        f'<svg role="img" width="100%" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" style="max-width:{width}px">'
+        f"<title>{escape(module.module)}: latency p50 (dark), p95 (mid), p99 (light) per tool</title>{''.join(rows)}</svg>"
+    )
+
+
+def _table(header: list[str], rows: list[str], numeric_from: int = 1) -> str:
+    heads = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{escape(name)}</th>' for i, name in enumerate(header))
+    return f'<div class="wrap"><table><thead><tr>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _td(text: str, numeric: bool = True) -> str:
+    return f'<td{" class=num" if numeric else ""}>{escape(text)}</td>'
+
+
+def _summary(report: Report) -> str:
+    totals = report.totals
+    error_rate = totals.errors / totals.calls if totals.calls else None
+    cards = [("personas", str(totals.personas)), ("ticks", str(totals.ticks)), ("calls", str(totals.calls)), ("error rate", percent(error_rate)), ("ratings", str(totals.ratings))]
+    cards += [(f"ticks {status}", str(count)) for status, count in totals.tick_statuses.items() if status != "ok"]
+    items = "".join(f"<li><b>{escape(value)}</b>{escape(label)}</li>" for label, value in cards)
+    return f'<section id="summary"><h2>Summary</h2><ul class="cards">{items}</ul></section>'
+
+
+def _changes(report: Report) -> str:
+    if report.previous is None:
+        body = "<p>No earlier run or window to compare against.</p>"
+    elif not report.changes:
+        body = f"<p>Nothing moved beyond noise since {escape(report.previous.label)}.</p>"
+    else:
+        body = '<ul class="changes">' + "".join(f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>' for change in report.changes) + "</ul>"
+    return f'<section id="changes"><h2>What changed</h2>{body}</section>'
+
+
+def _modules(report: Report) -> str:
+    rows = [
+        "<tr>"
+        f'<td><a href="#{_anchor(m.module)}">{escape(m.module)}</a></td>'
+        + _td(rating_text(m.rating))
+        + _td(str(m.rating.n))
+        + f'<td class="num">{sparkline(m)}</td>'
+        + _td(str(m.calls))
+        + _td(percent(m.error_rate))
+        + _td(f"{len(m.tools_used)}/{len(m.tools_offered)} ({percent(m.coverage)})")
+        + _td(f"{percent(m.actual_share)} / {percent(m.intended_share)}")
+        + "</tr>"
+        for m in report.modules
+    ]
+    header = ["Module", "Rating (95% CI)", "n", f"Trend per {report.trend_by}", "Calls", "Error rate", "Tool coverage", "Share actual / intended"]
+    return f'<section id="modules"><h2>Modules</h2>{_table(header, rows)}</section>'
+
+
+def _module_article(module: ModuleReport) -> str:
+    tools = _table(
+        ["Tool", "Calls", "Errors", "Error rate", "p50", "p95", "p99"],
+        [
+            f"<tr><td>{escape(t.tool)}</td>{_td(str(t.calls))}{_td(str(t.errors))}{_td(percent(t.error_rate))}"
+            f"{_td(milliseconds(t.p50_ms))}{_td(milliseconds(t.p95_ms))}{_td(milliseconds(t.p99_ms))}</tr>"
+            for t in module.tools
+        ],
+    )
+    unused = sorted(set(module.tools_offered) - set(module.tools_used))
+    unused_line = f"<p>Offered but not used: {escape(', '.join(unused))}</p>" if unused else ""
+    errors = "".join(f"<li>{error.count} × <code>{escape(error.message)}</code></li>" for error in module.top_errors)
+    notes = "".join(
+        f"<blockquote><b>{note.rating}/5</b> {escape(note.persona)}: {escape(note.notes)}</blockquote>" for note in module.notes
+    )
+    return (
+        f'<article id="{_anchor(module.module)}"><h3>{escape(module.module)}</h3>'
+        f"<p>Rating {escape(rating_text(module.rating))} from {module.rating.n} ratings; {module.calls} calls, "
+        f"error rate {escape(percent(module.error_rate))}; tools used {len(module.tools_used)} of {len(module.tools_offered)} "
+        f"{'offered' if module.coverage_basis == 'offered' else 'ever seen'}.</p>"
+        f"{latency_bars(module)}{tools}{unused_line}"
+        f"<h4>Most frequent errors</h4>{f'<ul>{errors}</ul>' if errors else '<p>None.</p>'}"
+        f"<h4>Notes, lowest-rated first</h4>{notes or '<p>None.</p>'}</article>"
+    )
+
+
+def _grid_cell(stats: RatingStats | None) -> str:
+    if stats is None or stats.mean is None:
+        return '<td class="num">-</td>'
+    return f'<td class="num" style="background:{_rating_colour(stats.mean)}" title="n={stats.n}">{stats.mean:.1f}</td>'
+
+
+def _persona_row(persona: PersonaReport) -> str:
+    rate = persona.errors / persona.calls if persona.calls else None
+    return f"<tr><td>{escape(persona.name)}</td>{_td(str(persona.ticks))}{_td(str(persona.calls))}{_td(str(persona.errors))}{_td(percent(rate))}</tr>"
+
+
+def _personas(report: Report) -> str:
+    rows = [_persona_row(persona) for persona in report.personas]
+    return f'<section id="personas"><h2>Personas</h2>{_table(["Persona", "Ticks", "Calls", "Errors", "Error rate"], rows)}</section>'
+
+
+def _grid(report: Report) -> str:
+    modules = [module.module for module in report.modules]
+    rows = [f"<tr><td>{escape(p.name)}</td>{''.join(_grid_cell(p.ratings.get(m)) for m in modules)}</tr>" for p in report.personas]
+    return f'<section id="grid"><h2>Persona × module ratings</h2>{_table(["Persona", *modules], rows)}</section>'
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    title = f"Persona feedback: {report.scope.label}"
+    details = "".join(_module_article(module) for module in report.modules) or "<p>No modules in this scope.</p>"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<header><h1>{escape(title)}</h1><p class="meta">Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>'
+        f"<main>{_changes(report)}{_summary(report)}{_modules(report)}"
+        f'<section id="details"><h2>Module details</h2>{details}</section>'
+        f"{_personas(report)}{_grid(report)}</main></body></html>\n"
+    )

@@ -1,0 +1,129 @@
+"""A report as Markdown sized for a pull-request comment.
+
+A PR comment holds 65,536 characters, so the long tails (notes, error
+messages, personas) are cut to the few that matter most and say how many
+were left out. GitHub renders HTML and Markdown found in a comment, and notes
+quote whatever the product said, so every piece of such text goes through
+`cell` or `code`: a note holding `<!--` must not hide the rest of the
+comment, nor `<img src=...>` or `![](...)` fetch a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from persona_runner.formatting import milliseconds, percent, rating_text
+from persona_runner.report_model import ModuleReport, Report
+
+ERRORS_PER_MODULE = 3
+NOTES_PER_MODULE = 3
+MAX_PERSONAS = 40
+MAX_CELL = 160
+
+
+#: What would start an HTML tag, comment or entity, a link or an image, or end a table cell. A ">" can only
+#: quote at the start of a line, where no text of ours ever stands, so "->" stays readable.
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", "|": "\\|", "[": "\\[", "]": "\\]"})
+
+
+def _one_line(text: str) -> str:
+    """One line, cut to MAX_CELL characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_CELL else flat[: MAX_CELL - 1] + "…"
+
+
+def cell(text: str) -> str:
+    """Text shown as text, whatever it holds: one line, cut, with neither HTML nor links nor cell ends."""
+    return _one_line(text).translate(_MARKUP)
+
+
+def code(text: str) -> str:
+    """Text as an inline code span, for names.
+
+    HTML and Markdown inside a code span are shown, not rendered, so only a
+    backtick could end the span early: the fence is one backtick longer than
+    the longest run of them inside. A pipe still ends a table cell unless
+    escaped, even there.
+    """
+    flat = _one_line(text).replace("|", "\\|")
+    fence = "`" * (1 + max(map(len, re.findall("`+", flat)), default=0))
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _share(module: ModuleReport) -> str:
+    return f"{percent(module.actual_share)} / {percent(module.intended_share)}"
+
+
+def _worst_p95(module: ModuleReport) -> str:
+    worst = max(module.tools, key=lambda tool: tool.p95_ms or 0.0, default=None)
+    return f"{milliseconds(worst.p95_ms)} {code(worst.tool)}" if worst else "-"
+
+
+def _changes(report: Report) -> list[str]:
+    if report.previous is None:
+        return ["No earlier run or window to compare against."]
+    if not report.changes:
+        return [f"Nothing moved beyond noise since {cell(report.previous.label)}."]
+    return [f"- {cell(change.summary)}" for change in report.changes]
+
+
+def _module_details(report: Report) -> list[str]:
+    lines: list[str] = []
+    for module in report.modules:
+        if not (module.top_errors or module.notes):
+            continue
+        lines.append(f"**{cell(module.module)}**")
+        lines += [f"- error ×{error.count}: {cell(error.message)}" for error in module.top_errors[:ERRORS_PER_MODULE]]
+        lines += [f"- rated {note.rating} by {cell(note.persona)}: {cell(note.notes)}" for note in module.notes[:NOTES_PER_MODULE]]
+        lines.append("")
+    return lines
+
+
+def _personas(report: Report) -> list[str]:
+    modules = [module.module for module in report.modules]
+    rows = (
+        [cell(persona.name), str(persona.ticks), str(persona.calls), str(persona.errors)]
+        + [f"{persona.ratings[m].mean:.1f}" if m in persona.ratings and persona.ratings[m].mean is not None else "-" for m in modules]
+        for persona in report.personas[:MAX_PERSONAS]
+    )
+    lines = table(["Persona", "Ticks", "Calls", "Errors", *map(cell, modules)], rows)
+    left_out = len(report.personas) - MAX_PERSONAS
+    return lines + (["", f"_…and {left_out} more personas in the full report._"] if left_out > 0 else [])
+
+
+def render_markdown(report: Report) -> str:
+    """The report as a PR comment: what changed, a module table, the worst errors and notes, the persona grid."""
+    totals = report.totals
+    lines = [
+        f"## Persona feedback: {cell(report.scope.label)}",
+        "",
+        f"{totals.personas} personas, {totals.ticks} ticks, {totals.calls} calls, "
+        f"{totals.errors} errors ({percent(totals.errors / totals.calls if totals.calls else None)}), {totals.ratings} ratings.",
+        "",
+        "### What changed",
+        *_changes(report),
+        "",
+        "### Modules",
+        *table(
+            ["Module", "Rating (95% CI)", "n", "Calls", "Error rate", "Worst p95", "Coverage", "Share actual / intended"],
+            (
+                [cell(m.module), rating_text(m.rating), str(m.rating.n), str(m.calls), percent(m.error_rate), _worst_p95(m), percent(m.coverage), _share(m)]
+                for m in report.modules
+            ),
+        ),
+        "",
+        "### Errors and lowest-rated notes",
+        *(_module_details(report) or ["None recorded.", ""]),
+        "### Personas",
+        *_personas(report),
+        "",
+    ]
+    return "\n".join(lines)

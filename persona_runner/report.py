@@ -1,0 +1,474 @@
+"""Feedback reports: what the personas did and thought, module by module.
+
+Every figure is aggregated by the database (group-bys and window functions), so
+a store with a million actions reports in seconds and in little memory: Python
+only ever sees one row per module, tool, persona or trend bucket. The `Report`
+model (`report_model`) carries every figure; the JSON format is its dump, the
+HTML and Markdown renderers read it, and the gate compares two of them (an
+exported baseline is one), so all three outputs and the gate agree by
+construction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Date, Integer, and_, case, cast, false, func, or_, select, true
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from persona_runner.db import describe
+from persona_runner.errors import UserError
+from persona_runner.formatting import percent
+from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.report_model import (
+    Change,
+    ErrorCount,
+    ModuleReport,
+    Note,
+    PersonaReport,
+    RatingStats,
+    Report,
+    Scope,
+    ToolStats,
+    Totals,
+    TrendPoint,
+    error_rates_differ,
+    ratings_differ,
+)
+
+ACTIONS = PersonaAction.__table__
+FEEDBACK = PersonaFeedback.__table__
+TICKS = Tick.__table__
+TRANSCRIPTS = Transcript.__table__
+PERSONAS = Persona.__table__
+RUNS = Run.__table__
+
+PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
+TOP_ERRORS = 5
+NOTES_PER_MODULE = 10
+
+
+def store_name(engine: Engine) -> str:
+    """Where a report's figures came from, without a password."""
+    return describe(engine.url.render_as_string(hide_password=False))
+
+
+def _duration_words(length: timedelta) -> str:
+    """"7 days", "24 hours", "90 minutes": the largest unit that still counts to two or more."""
+    seconds = int(length.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0 and (seconds // size >= 2 or unit == "minute"):
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def window_scope(length: timedelta, until: datetime | None = None) -> Scope:
+    end = until or datetime.now(UTC)
+    return Scope(kind="window", label=f"the last {_duration_words(length)}", since=end - length, until=end)
+
+
+def runs_scope(conn: Connection, run_ids: Sequence[str]) -> Scope:
+    """A scope over the given runs, ordered by start; an unknown id is a user mistake."""
+    rows = conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id.in_(run_ids)).order_by(RUNS.c.started_at)).all()
+    known = [row.run_id for row in rows]
+    unknown = [run_id for run_id in dict.fromkeys(run_ids) if run_id not in known]
+    if unknown:
+        raise UserError(f"unknown run {', '.join(unknown)}; `persona-runner runs list` shows the recorded runs")
+    label = f"run {known[0]}" if len(known) == 1 else f"runs {', '.join(known)}"
+    return Scope(kind="runs", label=label, run_ids=known)
+
+
+def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
+    """The scope "what changed" compares against: the window just before, or the run started just before the first one."""
+    if scope.kind == "window":
+        assert scope.since is not None and scope.until is not None
+        length = scope.until - scope.since
+        return Scope(kind="window", label=f"the previous {_duration_words(length)}", since=scope.since - length, until=scope.since)
+    first_start = select(RUNS.c.started_at).where(RUNS.c.run_id == scope.run_ids[0]).scalar_subquery()
+    previous = conn.execute(
+        select(RUNS.c.run_id).where(RUNS.c.started_at < first_start).order_by(RUNS.c.started_at.desc()).limit(1)
+    ).scalar()
+    return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
+
+
+def _in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
+    if scope.kind == "runs":
+        return table.c.run_id.in_(scope.run_ids)
+    moment = table.c.started_at if table is TICKS else table.c.created_at
+    return and_(moment >= scope.since, moment < scope.until)
+
+
+#: An error the product caused; a refused probe (bad input sent on purpose) is the persona's doing.
+_IS_PRODUCT_ERROR = and_(ACTIONS.c.result == "error", ACTIONS.c.probe == false())
+_IS_ERROR = case((_IS_PRODUCT_ERROR, 1), else_=0)
+
+
+def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> list[Any]:
+    """Calls and errors grouped by the given keys."""
+    stmt = select(*keys, func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+    return list(conn.execute(stmt.where(_in_scope(ACTIONS, scope)).group_by(*keys)))
+
+
+def _rating_stats(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> dict[tuple[Any, ...], RatingStats]:
+    """Rating statistics grouped by the given keys, from count, sum and sum of squares."""
+    rating = FEEDBACK.c.rating
+    stmt = select(*keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq"))
+    rows = conn.execute(stmt.where(_in_scope(FEEDBACK, scope)).group_by(*keys))
+    return {tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows}
+
+
+def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
+    """Calls, errors and latency p50/p95/p99 per tool.
+
+    Percentiles interpolate linearly between ranked values, as PostgreSQL's
+    `percentile_cont` does: position h = (n-1)p, value = v[floor h] +
+    frac(h) * (v[floor h + 1] - v[floor h]). SQLite has no such aggregate.
+    """
+    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
+    if conn.dialect.name != "postgresql":
+        return _sqlite_tool_rows(conn, scope)
+    counts = (func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+    percentiles = [func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()]
+    return list(conn.execute(select(*keys, *counts, *percentiles).where(_in_scope(ACTIONS, scope)).group_by(*keys)))
+
+
+def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
+    """The same figures on SQLite, without sorting every action.
+
+    Ranking a million rows with ROW_NUMBER takes SQLite longer than the whole
+    report may. So one pass counts calls per tool and whole millisecond; a
+    running COUNT over that small histogram says which millisecond holds each
+    rank a percentile needs; a second pass ranks only the actions inside
+    those few milliseconds. The result is exact, not an estimate.
+    """
+    millisecond = cast(ACTIONS.c.latency_ms, Integer)
+    histogram = (
+        select(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond.label("ms"), func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+        .where(_in_scope(ACTIONS, scope))
+        .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond)
+        .cte("histogram")
+    )
+    per_tool = (histogram.c.module, histogram.c.tool_name)
+    running = (
+        select(
+            *per_tool,
+            histogram.c.ms,
+            histogram.c.calls,
+            (func.sum(histogram.c.calls).over(partition_by=per_tool, order_by=histogram.c.ms) - histogram.c.calls).label("before"),
+            func.sum(histogram.c.calls).over(partition_by=per_tool).label("n"),
+        )
+        .cte("running")
+    )
+    ranks = [cast((running.c.n - 1) * p, Integer) + step for p in PERCENTILES.values() for step in (0, 1)]
+    needed = select(running).where(or_(*[and_(rank >= running.c.before, rank < running.c.before + running.c.calls) for rank in ranks])).cte("needed")
+    inside = (
+        select(
+            needed.c.module,
+            needed.c.tool_name,
+            needed.c.n,
+            ACTIONS.c.latency_ms,
+            (needed.c.before + func.row_number().over(partition_by=(needed.c.module, needed.c.tool_name, needed.c.ms), order_by=ACTIONS.c.latency_ms) - 1).label("i"),
+        )
+        .select_from(ACTIONS.join(needed, and_(ACTIONS.c.module == needed.c.module, ACTIONS.c.tool_name == needed.c.tool_name, millisecond == needed.c.ms)))
+        .where(_in_scope(ACTIONS, scope))
+        .subquery()
+    )
+
+    def percentile(p: float, name: str) -> ColumnElement[Any]:
+        position = (inside.c.n - 1) * p
+        below = cast(position, Integer)
+        low = func.max(case((inside.c.i == below, inside.c.latency_ms)))
+        high = func.coalesce(func.max(case((inside.c.i == below + 1, inside.c.latency_ms))), low)
+        return (low + (position - below) * (high - low)).label(name)
+
+    latencies = (
+        select(inside.c.module, inside.c.tool_name, *[percentile(p, name) for name, p in PERCENTILES.items()])
+        .group_by(inside.c.module, inside.c.tool_name, inside.c.n)
+        .subquery()
+    )
+    totals = select(*per_tool, func.sum(histogram.c.calls).label("calls"), func.sum(histogram.c.errors).label("errors")).group_by(*per_tool).subquery()
+    stmt = select(totals, *[latencies.c[name] for name in PERCENTILES]).join(
+        latencies, and_(latencies.c.module == totals.c.module, latencies.c.tool_name == totals.c.tool_name)
+    )
+    return list(conn.execute(stmt))
+
+
+def _top_per_module(conn: Connection, inner: Any, order_by: Sequence[ColumnElement[Any]], limit: int) -> list[Any]:
+    """The first `limit` rows of each module of a subquery, ranked in SQL so only those leave the database."""
+    rank = func.row_number().over(partition_by=inner.c.module, order_by=order_by).label("rank")
+    ranked = select(inner, rank).subquery()
+    return list(conn.execute(select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.module, ranked.c.rank)))
+
+
+def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
+    message = func.coalesce(ACTIONS.c.error_message, "(no message)").label("message")
+    grouped = (
+        select(ACTIONS.c.module, message, func.count().label("count"))
+        .where(_in_scope(ACTIONS, scope), _IS_PRODUCT_ERROR)
+        .group_by(ACTIONS.c.module, message)
+        .subquery()
+    )
+    found: dict[str, list[ErrorCount]] = defaultdict(list)
+    for row in _top_per_module(conn, grouped, (grouped.c.count.desc(), grouped.c.message), TOP_ERRORS):
+        found[row.module].append(ErrorCount(message=row.message, count=row.count))
+    return found
+
+
+def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict[str, list[Note]]:
+    with_notes = (
+        select(FEEDBACK.c.module, FEEDBACK.c.rating, FEEDBACK.c.notes, FEEDBACK.c.persona_id, FEEDBACK.c.tick_id, FEEDBACK.c.created_at)
+        .where(_in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
+        .subquery()
+    )
+    order = (with_notes.c.rating, with_notes.c.created_at.desc(), with_notes.c.tick_id)
+    found: dict[str, list[Note]] = defaultdict(list)
+    for row in _top_per_module(conn, with_notes, order, NOTES_PER_MODULE):
+        persona = names.get(row.persona_id, row.persona_id)
+        found[row.module].append(Note(rating=row.rating, notes=row.notes, persona=persona, tick_id=row.tick_id, created_at=row.created_at))
+    return found
+
+
+def _offered_tools(conn: Connection, scope: Scope) -> set[str]:
+    """Distinct tool names the product offered in the scope's ticks, as recorded in their transcripts."""
+    tools_offered = TRANSCRIPTS.c.body["tools_offered"]
+    if conn.dialect.name == "postgresql":
+        names = func.json_array_elements_text(tools_offered).table_valued("value")
+    else:
+        names = func.json_each(TRANSCRIPTS.c.body, "$.tools_offered").table_valued("value")
+    stmt = (
+        select(names.c.value)
+        .distinct()
+        .select_from(TICKS.join(TRANSCRIPTS, TRANSCRIPTS.c.tick_id == TICKS.c.tick_id))
+        .join(names, true())
+        .where(_in_scope(TICKS, scope))
+    )
+    return {str(name) for name in conn.execute(stmt).scalars()}
+
+
+def _seen_tools(conn: Connection) -> dict[str, str]:
+    """Every tool ever called in the store, with its module: the fallback when no transcript says what was offered."""
+    rows = conn.execute(select(ACTIONS.c.tool_name, ACTIONS.c.module).group_by(ACTIONS.c.tool_name, ACTIONS.c.module))
+    return {row.tool_name: row.module for row in rows}
+
+
+def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: dict[str, int]) -> dict[str, float]:
+    """The module mix the personas meant to follow, each persona's normalised mix weighted by its calls.
+
+    Weighting by calls makes the figure directly comparable to the actual
+    share: if every persona followed its own mix exactly, the two would match.
+    """
+    weighted: dict[str, float] = defaultdict(float)
+    weight = 0
+    for persona_id, calls in calls_by_persona.items():
+        mix = {module: share for module, share in personas.get(persona_id, {}).items() if share > 0}
+        total = sum(mix.values())
+        if not total:
+            continue
+        weight += calls
+        for module, share in mix.items():
+            weighted[module] += calls * share / total
+    return {module: value / weight for module, value in weighted.items()} if weight else {}
+
+
+def _error_rate(calls: int, errors: int) -> float | None:
+    return errors / calls if calls else None
+
+
+def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[str, list[TrendPoint]]]:
+    """Rating and error rate per day (a window) or per run (a set of runs), per module."""
+    if scope.kind == "runs":
+        by: Literal["day", "run"] = "run"
+        rating_key, action_key = FEEDBACK.c.run_id, ACTIONS.c.run_id
+        order = {run_id: i for i, run_id in enumerate(scope.run_ids)}
+    else:
+        by = "day"
+        rating_key, action_key = (_day(conn, t.c.created_at) for t in (FEEDBACK, ACTIONS))
+        order = {}
+    ratings = _rating_stats(conn, scope, rating_key.label("bucket"), FEEDBACK.c.module)
+    counts = {(str(row.bucket), row.module): row for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module)}
+    ratings = {(str(bucket), module): stats for (bucket, module), stats in ratings.items()}
+    trend: dict[str, list[TrendPoint]] = defaultdict(list)
+    for bucket, module in sorted(set(ratings) | set(counts), key=lambda key: (order.get(key[0], 0), key[0])):
+        row = counts.get((bucket, module))
+        calls, errors = (row.calls, int(row.errors)) if row else (0, 0)
+        trend[module].append(
+            TrendPoint(bucket=bucket, rating=ratings.get((bucket, module), RatingStats()), calls=calls, errors=errors, error_rate=_error_rate(calls, errors))
+        )
+    return by, trend
+
+
+def _day(conn: Connection, moment: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp, as the store's dialect spells it.
+
+    The store's timestamps carry their time zone. PostgreSQL turns one into a
+    date in the session's TimeZone, so a server set to Los Angeles would move
+    evening actions to the previous day; it is taken to UTC first. SQLite
+    keeps them as UTC ISO text: the first ten characters are the day, and far
+    cheaper than date().
+    """
+    if conn.dialect.name != "postgresql":
+        return func.substr(moment, 1, 10)
+    return cast(func.timezone("UTC", moment), Date)
+
+
+def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> list[Change]:
+    """Modules whose mean rating or error rate moved beyond noise since the previous scope, in plain words."""
+    ratings_before = _rating_stats(conn, previous, FEEDBACK.c.module)
+    counts_before = {row.module: (row.calls, int(row.errors)) for row in _action_counts(conn, previous, ACTIONS.c.module)}
+    changes = []
+    for now in modules:
+        before = ratings_before.get((now.module,), RatingStats())
+        calls_before, errors_before = counts_before.get(now.module, (0, 0))
+        rating_moved = bool(ratings_differ(before, now.rating))
+        errors_moved = bool(error_rates_differ(calls_before, errors_before, now.calls, now.errors))
+        if not (rating_moved or errors_moved):
+            continue
+        rate_before = _error_rate(calls_before, errors_before)
+        parts = []
+        if before.mean is not None and now.rating.mean is not None:
+            parts.append(f"mean rating {before.mean:.1f} -> {now.rating.mean:.1f}")
+        if rate_before is not None and now.error_rate is not None:
+            parts.append(f"error rate {percent(rate_before)} -> {percent(now.error_rate)}")
+        changes.append(
+            Change(
+                module=now.module,
+                summary=f"{now.module}: {', '.join(parts)} since {previous.label}",
+                rating_before=before.mean,
+                rating_after=now.rating.mean,
+                rating_moved=rating_moved,
+                error_rate_before=rate_before,
+                error_rate_after=now.error_rate,
+                error_rate_moved=errors_moved,
+                worse=(rating_moved and (now.rating.mean or 0.0) < (before.mean or 0.0)) or (errors_moved and (now.error_rate or 0.0) > (rate_before or 0.0)),
+            )
+        )
+    return changes
+
+
+def _tool_stats(row: Any) -> ToolStats:
+    calls, errors = row.calls, int(row.errors)
+    latencies = {name: None if row._mapping[name] is None else float(row._mapping[name]) for name in PERCENTILES}
+    return ToolStats(tool=row.tool_name, module=row.module, calls=calls, errors=errors, error_rate=errors / calls, **latencies)
+
+
+def _module_of(tool: str, known: dict[str, str]) -> str:
+    return known.get(tool) or tool.split(".", 1)[0]
+
+
+def _sorted_union(*groups: Iterable[str]) -> list[str]:
+    return sorted(set().union(*groups))
+
+
+def _offered_by_module(conn: Connection, scope: Scope, tools: list[ToolStats]) -> tuple[Literal["offered", "seen"], dict[str, list[str]]]:
+    """Tools offered per module: as the scope's transcripts recorded them, else every tool the store has seen."""
+    module_of = {tool.tool: tool.module for tool in tools}
+    offered = _offered_tools(conn, scope)
+    basis: Literal["offered", "seen"] = "offered"
+    if not offered:
+        basis, seen = "seen", _seen_tools(conn)
+        offered, module_of = set(seen), seen | module_of
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for tool_name in sorted(offered):
+        by_module[_module_of(tool_name, module_of)].append(tool_name)
+    return basis, by_module
+
+
+def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> list[PersonaReport]:
+    """Ticks, calls, errors and the rating grid row of every persona active in the scope."""
+    counts = {row.persona_id: (row.calls, int(row.errors)) for row in _action_counts(conn, scope, ACTIONS.c.persona_id)}
+    ticks = {
+        row.persona_id: (row.name, row.ticks)
+        for row in conn.execute(
+            select(TICKS.c.persona_id, func.max(TICKS.c.persona_name).label("name"), func.count().label("ticks"))
+            .where(_in_scope(TICKS, scope))
+            .group_by(TICKS.c.persona_id)
+        )
+    }
+    grid: dict[str, dict[str, RatingStats]] = defaultdict(dict)
+    for (persona_id, module), stats in sorted(_rating_stats(conn, scope, FEEDBACK.c.persona_id, FEEDBACK.c.module).items()):
+        grid[persona_id][module] = stats
+    personas = []
+    for persona_id in _sorted_union(ticks, counts, grid):
+        tick_name, tick_count = ticks.get(persona_id, (None, 0))
+        calls, errors = counts.get(persona_id, (0, 0))
+        name = names.get(persona_id) or tick_name or persona_id
+        personas.append(PersonaReport(persona_id=persona_id, name=name, ticks=tick_count, calls=calls, errors=errors, ratings=grid.get(persona_id, {})))
+    return sorted(personas, key=lambda persona: persona.name)
+
+
+def _module_reports(
+    conn: Connection, scope: Scope, personas: list[PersonaReport], persona_rows: list[Any]
+) -> tuple[Literal["day", "run"], list[ModuleReport]]:
+    """Everything per module: ratings, calls, errors, latency per tool, coverage, mix, errors, notes, trend."""
+    tools = [_tool_stats(row) for row in _tool_rows(conn, scope)]
+    ratings = {module: stats for (module,), stats in _rating_stats(conn, scope, FEEDBACK.c.module).items()}
+    trend_by, trend = _trend(conn, scope)
+    errors = _top_errors(conn, scope)
+    notes = _lowest_notes(conn, scope, {row.user_id: row.name for row in persona_rows})
+    basis, offered = _offered_by_module(conn, scope, tools)
+    mixes = {row.user_id: dict(row.module_mix or {}) for row in persona_rows}
+    intended = _intended_shares(mixes, {persona.persona_id: persona.calls for persona in personas})
+    total_calls = sum(tool.calls for tool in tools)
+    modules = []
+    # A module offered in these ticks but never touched is news; one merely seen elsewhere in the store is not.
+    untouched = offered if basis == "offered" else {}
+    for module in _sorted_union((tool.module for tool in tools), ratings, untouched):
+        module_tools = sorted((tool for tool in tools if tool.module == module), key=lambda tool: tool.tool)
+        calls = sum(tool.calls for tool in module_tools)
+        module_errors = sum(tool.errors for tool in module_tools)
+        used = [tool.tool for tool in module_tools]
+        offered_here = offered.get(module, [])
+        modules.append(
+            ModuleReport(
+                module=module,
+                rating=ratings.get(module, RatingStats()),
+                calls=calls,
+                errors=module_errors,
+                error_rate=_error_rate(calls, module_errors),
+                tools=module_tools,
+                tools_used=used,
+                tools_offered=offered_here,
+                coverage=len(set(used) & set(offered_here)) / len(offered_here) if offered_here else None,
+                coverage_basis=basis,
+                actual_share=calls / total_calls if total_calls else None,
+                intended_share=intended.get(module, 0.0) if intended else None,
+                top_errors=errors.get(module, []),
+                notes=notes.get(module, []),
+                trend=trend.get(module, []),
+            )
+        )
+    return trend_by, modules
+
+
+def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Report:
+    """Aggregate everything the scope covers into a `Report`; `compare` adds the "what changed" section."""
+    with engine.connect() as conn:
+        persona_rows = conn.execute(select(PERSONAS.c.user_id, PERSONAS.c.name, PERSONAS.c.module_mix)).all()
+        personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows})
+        trend_by, modules = _module_reports(conn, scope, personas, persona_rows)
+        statuses = conn.execute(select(TICKS.c.status, func.count()).where(_in_scope(TICKS, scope)).group_by(TICKS.c.status)).all()
+        previous = previous_scope(conn, scope) if compare else None
+        changes = _changes(conn, previous, modules) if previous else []
+    return Report(
+        generated_at=datetime.now(UTC),
+        store=store_name(engine),
+        scope=scope,
+        previous=previous,
+        trend_by=trend_by,
+        totals=Totals(
+            ticks=sum(persona.ticks for persona in personas),
+            calls=sum(module.calls for module in modules),
+            errors=sum(module.errors for module in modules),
+            ratings=sum(module.rating.n for module in modules),
+            personas=len(personas),
+            tick_statuses={status: count for status, count in sorted(statuses)},
+        ),
+        changes=changes,
+        modules=modules,
+        personas=personas,
+    )

@@ -1,0 +1,226 @@
+"""What a report says, as data: every figure of a scope, and the statistics that tell a change from noise.
+
+The report is built from SQL in `report`; it is dumped as JSON, read by the
+HTML and Markdown renderers, and two of them are compared by the gate (an
+exported baseline is one), so the outputs and the gate share these models.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from itertools import pairwise
+from typing import Literal
+
+from pydantic import BaseModel
+
+RATING_MIN, RATING_MAX = 1.0, 5.0
+Z975 = 1.959964
+
+# Two-sided 95% critical values of Student's t, keyed by 1/df; 1/df = 0 is the
+# normal limit. Welch's test gives fractional df, mostly small ones, hence the
+# extra rows below 4. Between rows log(t) is interpolated linearly in 1/df,
+# which stays within 0.4% of the exact value for every df >= 1 (0.2% from
+# df 2, 0.03% from df 5).
+_T975_BY_INVERSE_DF = (
+    (1 / 1, 12.7062), (1 / 1.25, 8.0280), (1 / 1.5, 6.0167), (1 / 1.75, 4.9488), (1 / 2, 4.3027),
+    (1 / 2.5, 3.5747), (1 / 3, 3.1824), (1 / 3.5, 2.9401), (1 / 4, 2.7764), (1 / 5, 2.5706),
+    (1 / 6, 2.4469), (1 / 7, 2.3646), (1 / 8, 2.3060), (1 / 9, 2.2622), (1 / 10, 2.2281),
+    (1 / 11, 2.2010), (1 / 12, 2.1788), (1 / 13, 2.1604), (1 / 14, 2.1448), (1 / 15, 2.1314),
+    (1 / 16, 2.1199), (1 / 17, 2.1098), (1 / 18, 2.1009), (1 / 19, 2.0930), (1 / 20, 2.0860),
+    (1 / 25, 2.0595), (1 / 30, 2.0423), (1 / 40, 2.0211), (1 / 60, 2.0003), (1 / 120, 1.9799),
+    (0.0, Z975),
+)
+
+
+def t_quantile_975(df: float) -> float:
+    """Critical value t such that P(|T_df| <= t) = 0.95; df may be fractional (Welch), and counts as 1 below 1."""
+    inverse = 1.0 / df if df >= 1 else 1.0
+    for (x0, t0), (x1, t1) in pairwise(_T975_BY_INVERSE_DF):
+        if x1 <= inverse <= x0:
+            return math.exp(math.log(t0) + (math.log(t1) - math.log(t0)) * (x0 - inverse) / (x0 - x1))
+    return _T975_BY_INVERSE_DF[0][1]
+
+
+class RatingStats(BaseModel):
+    """Ratings of one module (or one cell of a grid): n, mean and its 95% t-interval.
+
+    The interval needs two ratings; with one, mean is known but the noise is not.
+    """
+
+    n: int = 0
+    mean: float | None = None
+    sd: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @classmethod
+    def from_sums(cls, n: int, total: float, total_sq: float) -> RatingStats:
+        """Build from count, sum and sum of squares, which is all the database has to return."""
+        if n == 0:
+            return cls()
+        mean = total / n
+        if n == 1:
+            return cls(n=1, mean=mean)
+        sd = math.sqrt(max(0.0, (total_sq - n * mean * mean) / (n - 1)))
+        half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+        # A mean of 1..5 ratings cannot leave the scale, so neither does the interval shown for it.
+        low, high = max(RATING_MIN, mean - half), min(RATING_MAX, mean + half)
+        return cls(n=n, mean=mean, sd=sd, ci_low=low, ci_high=high)
+
+
+def rating_noise(before: RatingStats, after: RatingStats) -> float | None:
+    """The smallest difference of mean ratings a Welch t-test calls real at 95% (two-sided).
+
+    Welch's test does not assume both runs rate with the same spread. Asking
+    instead that the two 95% intervals not overlap would be a far stricter
+    test (about p < 0.005) than the 5% the reports promise. None when either
+    side has fewer than two ratings: the data cannot say, which is different
+    from "no".
+    """
+    if before.n < 2 or after.n < 2 or before.sd is None or after.sd is None:
+        return None
+    spread_before, spread_after = before.sd**2 / before.n, after.sd**2 / after.n
+    spread = spread_before + spread_after
+    if spread == 0:
+        return 0.0  # every rating on each side the same: any difference in means is real
+    df = spread**2 / (spread_before**2 / (before.n - 1) + spread_after**2 / (after.n - 1))
+    return t_quantile_975(df) * math.sqrt(spread)
+
+
+def ratings_differ(before: RatingStats, after: RatingStats) -> bool | None:
+    """Whether two sets of ratings differ beyond noise; None when either side is too small to tell."""
+    noise = rating_noise(before, after)
+    if noise is None or before.mean is None or after.mean is None:
+        return None
+    return abs(after.mean - before.mean) > noise
+
+
+def error_rates_differ(calls_before: int, errors_before: int, calls_after: int, errors_after: int) -> bool | None:
+    """Two-proportion z-test at 95%, continuity-corrected: did the error rate move beyond what chance explains?
+
+    The correction (Yates) keeps the test honest on the few dozen calls a
+    tool gets in one run, where the plain z-test would call one failed call
+    in six, against none in 24, real. None when either side made no calls.
+    """
+    if calls_before == 0 or calls_after == 0:
+        return None
+    pooled = (errors_before + errors_after) / (calls_before + calls_after)
+    if pooled in (0.0, 1.0):
+        return False
+    spread = 1 / calls_before + 1 / calls_after
+    difference = abs(errors_after / calls_after - errors_before / calls_before) - spread / 2
+    return difference / math.sqrt(pooled * (1 - pooled) * spread) > Z975
+
+
+class Scope(BaseModel):
+    """What a report covers: a time window [since, until) or a set of runs."""
+
+    kind: Literal["window", "runs"]
+    label: str
+    since: datetime | None = None
+    until: datetime | None = None
+    run_ids: list[str] = []
+
+
+class ToolStats(BaseModel):
+    tool: str
+    module: str
+    calls: int
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class ErrorCount(BaseModel):
+    message: str
+    count: int
+
+
+class Note(BaseModel):
+    rating: int
+    notes: str
+    persona: str
+    tick_id: str
+    created_at: datetime
+
+
+class TrendPoint(BaseModel):
+    """One day or one run of one module."""
+
+    bucket: str
+    rating: RatingStats
+    calls: int
+    errors: int
+    error_rate: float | None
+
+
+class ModuleReport(BaseModel):
+    module: str
+    rating: RatingStats
+    calls: int
+    errors: int
+    error_rate: float | None
+    tools: list[ToolStats]
+    tools_used: list[str]
+    tools_offered: list[str]
+    coverage: float | None
+    coverage_basis: Literal["offered", "seen"]
+    actual_share: float | None
+    intended_share: float | None
+    top_errors: list[ErrorCount]
+    notes: list[Note]
+    trend: list[TrendPoint]
+
+
+class PersonaReport(BaseModel):
+    persona_id: str
+    name: str
+    ticks: int
+    calls: int
+    errors: int
+    ratings: dict[str, RatingStats]
+
+
+class Change(BaseModel):
+    """A module whose rating or error rate moved beyond noise against the previous scope."""
+
+    module: str
+    summary: str
+    rating_before: float | None
+    rating_after: float | None
+    rating_moved: bool
+    error_rate_before: float | None
+    error_rate_after: float | None
+    error_rate_moved: bool
+    worse: bool
+
+
+class Totals(BaseModel):
+    ticks: int
+    calls: int
+    errors: int
+    ratings: int
+    personas: int
+    tick_statuses: dict[str, int]
+
+
+class Report(BaseModel):
+    generated_at: datetime
+    store: str
+    scope: Scope
+    previous: Scope | None
+    trend_by: Literal["day", "run"]
+    totals: Totals
+    changes: list[Change]
+    modules: list[ModuleReport]
+    personas: list[PersonaReport]
+
+    def module(self, name: str) -> ModuleReport | None:
+        return next((m for m in self.modules if m.module == name), None)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.totals.calls == 0 and self.totals.ratings == 0
