@@ -189,11 +189,15 @@ class Catalog(_CatalogModel):
 
 
 def default_catalog_path() -> Path:
-    """`./catalog.json` when the user keeps their own, else the catalog shipped with the runner."""
+    """`./catalog.json` when the user keeps their own, else the catalog shipped with the runner.
+
+    The shipped one is package data (a link to the repository's top-level
+    file), so an installed wheel has it too, not only a source checkout.
+    """
     local = Path(CATALOG_FILE)
     if local.exists():
         return local
-    return Path(__file__).resolve().parent.parent / CATALOG_FILE
+    return Path(__file__).resolve().parent / CATALOG_FILE
 
 
 def load_catalog(path: Path | str) -> Catalog:

@@ -248,7 +248,9 @@ def test_unknown_modules_lists_what_the_target_lacks(tmp_path: Path) -> None:
 
 def test_default_path_prefers_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert default_catalog_path() == SHIPPED
+    # The fallback is package data, so an installed wheel carries it: the repository's file, by a link.
+    assert default_catalog_path() == REPO / "persona_runner" / "catalog.json"
+    assert default_catalog_path().read_bytes() == SHIPPED.read_bytes()
     write(tmp_path, {"version": 1, "personas": [persona("maya")]})
     assert default_catalog_path() == Path("catalog.json")
 
