@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -119,6 +120,12 @@ async def test_bad_request_bodies_are_4xx_json(product: RunningProduct) -> None:
         ]
         missing = await http.get("/api/v1/nothing-here")
         assert missing.status_code == 404 and "error" in missing.json()
+        # PostgreSQL cannot store NUL: it is the field's mistake, before any query runs.
+        nul_name = await http.post("/api/v1/auth/register", json={"email": "n@example.test", "password": PASSWORD, "name": "a\u0000b"})
+        assert nul_name.status_code == 422
+        assert nul_name.json()["fields"] == [{"field": "name", "message": "text must not contain NUL characters (\\u0000)"}]
+        nul_login = await http.post("/api/v1/auth/login", json={"email": "n\u0000@example.test", "password": PASSWORD})
+        assert nul_login.status_code == 422
 
 
 # admin API --------------------------------------------------------------------
@@ -149,6 +156,16 @@ async def test_admin_api_requires_the_token_and_is_idempotent(product: RunningPr
         assert remade.json()["added"] == [] and remade.json()["space"]["id"] == made.json()["space"]["id"]
         unknown = await admin.post("/api/v1/admin/spaces", json={**space, "members": ["ghost@example.test"]})
         assert unknown.status_code == 404
+        at_once = {**space, "name": "Studio"}
+        made_at_once: list[str] = []
+
+        async def make() -> None:
+            made_at_once.append((await admin.post("/api/v1/admin/spaces", json=at_once)).json()["space"]["id"])
+
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(make)
+        assert len(made_at_once) == 6 and len(set(made_at_once)) == 1  # requests at once still make one space
 
         gone = await admin.delete(f"/api/v1/admin/personas/{first.json()['user']['id']}")
         assert gone.status_code == 204
@@ -481,9 +498,11 @@ async def test_invalid_arguments_give_a_field_level_error(product: RunningProduc
     _, token, space = await product.persona("sloppy@example.test")
     async with product.mcp(token, space) as client:
         result = await client.call_tool("todo.create", {"title": "x" * 201, "due": "next tuesday", "colour": "red"})
+        nul = await client.call_tool("notes.search", {"query": "a\u0000"})
     text = result.content[0].text
     assert result.is_error and text.startswith("invalid arguments for todo.create:")
     assert "title:" in text and "due:" in text and "colour:" in text
+    assert nul.is_error and "query: text must not contain NUL characters" in nul.content[0].text
 
 
 async def test_dates_outside_the_accepted_years_are_field_errors_not_internal_errors(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -186,6 +187,11 @@ async def test_todo_complete_by_title(ada: ToolContext) -> None:
     await call(ada, "todo.create", title="water plants")
     with pytest.raises(ToolError, match="2 open tasks are titled 'Water plants'"):
         await call(ada, "todo.complete_by_title", title="Water plants")
+    # Case folding is not ASCII-only: SQLite finds "École" by "école", as PostgreSQL does.
+    await call(ada, "todo.create", title="École inscription")
+    assert (await call(ada, "todo.complete_by_title", title="école INSCRIPTION")).title == "École inscription"
+    assert (await call(ada, "notes.create", title="Ärger mit Öl")).title == "Ärger mit Öl"
+    assert [n.title for n in (await call(ada, "notes.search", query="äRGER")).items] == ["Ärger mit Öl"]
 
 
 # --- notes ------------------------------------------------------------------
@@ -505,6 +511,34 @@ async def test_concurrent_calls_all_land(ada: ToolContext) -> None:
     assert (await call(ada, "todo.stats")).open == 20
 
 
+@pytest.mark.anyio
+async def test_concurrent_changes_to_one_note_all_land(ada: ToolContext) -> None:
+    """Each append and tag reads the note it changes: two at once must not overwrite each other."""
+    note = await call(ada, "notes.create", title="Standup log")
+    async with anyio.create_task_group() as group:
+        for n in range(12):
+            group.start_soon(partial(call, ada, "notes.append", id=note.id, text=f"line {n}"))
+        for n in range(6):
+            group.start_soon(partial(call, ada, "notes.tag", id=note.id, tags=[f"t{n}"]))
+    body = (await call(ada, "notes.search", query="Standup")).items[0]
+    with Session(ada.backend.engine) as session:
+        stored = session.get(Note, note.id)
+        assert stored is not None
+        assert sorted(stored.body.splitlines()) == sorted(f"line {n}" for n in range(12))
+        assert sorted(stored.tags) == [f"t{n}" for n in range(6)]
+    assert body.tags == stored.tags
+
+
+def test_a_tool_logs_with_its_own_logger_naming_caller_and_space(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    user = world.user("lou@example.test")
+    ctx = replace(world.ctx(user, world.space(user, "Lou")), invoker="persona", tool="notes.append")
+    with caplog.at_level("INFO", logger="tool_registry.tools"):
+        ctx.logger.info("appended")
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("tool_registry.tools.notes.append", f"appended (user {user.id}, persona, space {ctx.space_id})")
+    ]
+
+
 # --- validation -------------------------------------------------------------
 
 LONG = "x" * 201
@@ -563,6 +597,9 @@ LONG = "x" * 201
         ("contacts.create", {"name": "c", "email": "not-an-email"}, "email", "email must be an email address"),
         ("contacts.create", {"name": "c", "phone": "call me"}, "phone", "phone must be up to 40 digits"),
         ("admin.set_tier", {"email": "a@b.test", "tier": "gold"}, "tier", "'free', 'pro' or 'team'"),
+        ("todo.create", {"title": "a\x00b"}, "title", "must not contain NUL characters"),
+        ("notes.search", {"query": "\x00"}, "query", "must not contain NUL characters"),
+        ("contacts.create", {"name": "c", "notes": "x\x00"}, "notes", "must not contain NUL characters"),
     ],
 )
 def test_validation_messages_name_the_field(tool: str, args: dict[str, Any], field: str, wording: str) -> None:

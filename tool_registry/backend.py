@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from tool_registry.db import ProductTable, utcnow
 from tool_registry import ids
+from tool_registry.db import ProductTable, serialize_writes, utcnow
 from tool_registry.identity import Membership
 from tool_registry.spec import ToolError
 
@@ -135,8 +135,13 @@ def in_space(model: type[RowT], space_id: str) -> SelectOfScalar[RowT]:
 
 
 def get_in_space(session: Session, model: type[RowT], row_id: str, space_id: str) -> RowT:
-    """The row with this id in this space; a row of another space is as absent as a missing one."""
-    row = session.get(model, row_id)
+    """The row with this id in this space; a row of another space is as absent as a missing one.
+
+    The row is locked until the transaction ends (PostgreSQL's row lock; SQLite
+    transactions hold the write lock throughout), because callers fetch a row
+    by id to change it, and two concurrent changes must not overwrite each other.
+    """
+    row = session.get(model, row_id, with_for_update=True)
     if row is None or row.space_id != space_id:
         raise ToolError(f"no {model.noun} with id {row_id!r} in this space")
     return row
@@ -159,6 +164,7 @@ class Backend:
 
     def _run_sync(self, ctx: ToolContext, fn: Callable[[Session], T]) -> T:
         with ids.scoped(ctx.space_id), Session(self.engine, expire_on_commit=False) as session, session.begin():
+            serialize_writes(session)
             member = session.exec(
                 select(Membership.id).where(Membership.space_id == ctx.space_id, Membership.user_id == ctx.user_id)
             ).first()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 
 class ProductTable(SQLModel, registry=registry()):
@@ -26,7 +26,14 @@ def data_url(data: str | None) -> str:
     return value if "://" in value else f"sqlite:///{Path(value).expanduser()}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's `lower()` folds ASCII only; the case-insensitive lookups (titles,
+    search) must find "École" by "école" on SQLite as on PostgreSQL."""
+    dbapi_connection.create_function("lower", 1, _sqlite_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -34,12 +41,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def serialize_writes(session: Session, key: str | None = None) -> None:
+    """Call first in a transaction that reads what it then writes, so two such transactions never interleave.
+
+    On SQLite the transaction takes the database's write lock at once (the
+    driver would begin it only at the first write, after the reads it is based
+    on, and two appends to one note would each keep only their own line). On
+    PostgreSQL, rows fetched to be changed are locked with `FOR UPDATE`; a
+    `key` also serializes transactions about something that has no row yet
+    (creating a space by name).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql" and key is not None:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def open_product_db(data: str | None) -> Engine:
     """Open (and create if needed) the product database."""
     url = data_url(data)
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
     import tool_registry.backend  # noqa: F401  (registers the module tables)
     import tool_registry.identity  # noqa: F401  (registers the identity tables)
 

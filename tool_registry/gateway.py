@@ -127,7 +127,7 @@ async def run_tool(spec: ToolSpec, arguments: dict[str, Any], context: ToolConte
     except ValidationError as exc:
         return "invalid", error_result(format_validation_error(spec.name, exc))
     except Exception:
-        logger.exception("tool %s failed", spec.name)
+        context.logger.exception("tool %s failed", spec.name)
         return "error", error_result(f"internal error in {spec.name}; the product's server log has the details")
     return "ok", _tool_result(output)
 
@@ -290,4 +290,9 @@ class Gateway:
             await anyio.sleep(delay)
         if self.faults.should_fail(name):
             return "error", error_result(f"injected fault: {name} failed on purpose (the server was started with --fault {name}=…)")
-        return await run_tool(spec, arguments, ToolContext(user_id=access.subject, space_id=space_id, backend=self.backend))
+        invoker = access.claims.get("kind") if access.claims else None
+        context = ToolContext(
+            user_id=access.subject, space_id=space_id, backend=self.backend, token=access.token,
+            invoker=invoker if invoker in ("human", "persona") else "system", tool=name,
+        )
+        return await run_tool(spec, arguments, context)

@@ -14,11 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Relationship, Session, select
 
-from tool_registry.db import ProductTable, utcnow
+from tool_registry.db import ProductTable, serialize_writes, utcnow
 from tool_registry.ids import new_id
 from tool_registry.tokens import TokenIssuer
 
-USER_KINDS = ("human", "persona", "system")
 SPACE_TYPES = ("personal", "family", "team", "practice", "brand")
 
 
@@ -243,6 +242,7 @@ class Identity:
             raise IdentityError(f"space type {type!r} is not one of family, team, practice, brand", 422)
         emails = [normalize_email(e) for e in member_emails]
         with Session(self.engine) as session:
+            serialize_writes(session, key=f"shared space {name}")  # two requests creating one name make one space
             users = {u.email: u for u in session.exec(select(User).where(User.email.in_(emails)))}  # type: ignore[attr-defined]
             missing = [e for e in emails if e not in users]
             if missing:

@@ -34,6 +34,9 @@ INJECTION_MARKERS = re.compile(
     re.IGNORECASE,
 )
 
+#: More free text than any tool accepts in one call (a note's body is 20,000 characters at most).
+MAX_SCANNED_CHARS = 50_000
+
 DENY_REASONS = {
     "admin-scope": "admin tools cannot be called through the gateway",
     "destructive-not-allowed": "destructive tools are off for this user; opt in with PUT /api/v1/me/preferences {{\"allow_destructive\": true}}",
@@ -68,6 +71,22 @@ def free_text(value: Any) -> Iterator[str]:
             yield from free_text(item)
 
 
+def looks_injected(arguments: Any) -> bool:
+    """Whether the call's free text carries an injection marker, reading at most `MAX_SCANNED_CHARS`.
+
+    The scan runs on the event loop before the arguments are validated, so an
+    oversized argument (refused later anyway) must not stall every other call.
+    """
+    budget = MAX_SCANNED_CHARS
+    for text in free_text(arguments):
+        if INJECTION_MARKERS.search(text, 0, budget):
+            return True
+        budget -= len(text)
+        if budget <= 0:
+            return False
+    return False
+
+
 class PolicyGate:
     """Decides each call from what it is told; it never touches the database, so it can
     run on the event loop. The caller looks up a user's destructive opt-in (a query)
@@ -94,7 +113,7 @@ class PolicyGate:
         """`destructive_allowed`: whether the user opted in to destructive tools (only read for those)."""
         if self.mode == "off":
             return Decision(allowed=True)
-        flags = ("prompt-injection",) if any(INJECTION_MARKERS.search(text) for text in free_text(arguments)) else ()
+        flags = ("prompt-injection",) if looks_injected(arguments) else ()
         reason = self._violation(user_id, spec, destructive_allowed)
         if reason is None:
             return Decision(allowed=True, flags=flags)

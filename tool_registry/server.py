@@ -18,7 +18,7 @@ import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from tool_registry import ids
 from tool_registry.backend import Backend
+from tool_registry.client_input import ClientInput
 from tool_registry.db import open_product_db
 from tool_registry.faults import FaultPlan
 from tool_registry.gateway import Gateway, JwksAccessVerifier
@@ -45,17 +46,13 @@ from tool_registry.tokens import TokenIssuer, TokenVerifier, load_or_create_key
 Email = Annotated[EmailAddress, AfterValidator(normalize_email)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class RegisterBody(Body):
+class RegisterBody(ClientInput):
     email: Email
     password: str = Field(min_length=8, max_length=256)
     name: str = Field(min_length=1, max_length=120)
 
 
-class LoginBody(Body):
+class LoginBody(ClientInput):
     email: Email
     password: str = Field(min_length=1, max_length=256)
 
@@ -64,13 +61,13 @@ class PersonaBody(RegisterBody):
     pass
 
 
-class SpaceBody(Body):
+class SpaceBody(ClientInput):
     name: str = Field(min_length=1, max_length=120)
     type: str = Field(pattern=r"^(family|team|practice|brand)$")
     members: list[Email] = Field(min_length=1, max_length=100)
 
 
-class PreferencesBody(Body):
+class PreferencesBody(ClientInput):
     allow_destructive: bool
 
 

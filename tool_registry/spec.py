@@ -9,6 +9,7 @@ saying how dangerous it is.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -26,18 +27,41 @@ DefaultPolicy = Literal["auto", "propose"]
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
+#: What kind of account a call comes from: a person, a simulated persona, or the product itself.
+Invoker = Literal["human", "persona", "system"]
+
+
+class _CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Ends every line with who called, in which space, so a handler's log line needs no bookkeeping."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"{msg} (user {extra['user_id']}, {extra['invoker']}, space {extra['space_id']})", kwargs
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """Who is calling, in which space, through which backend: everything a handler may use.
 
-    Handlers never see the HTTP request or the caller's token: the gateway has
-    already verified both and the space membership, so `user_id` and `space_id`
-    are facts.
+    Handlers never see the HTTP request: the gateway has already verified the
+    token and the space membership, so `user_id` and `space_id` are facts.
+    `token` is the caller's verified bearer token, for a handler that calls
+    another service as the user (None for in-process calls); `invoker` lets a
+    product tell persona traffic from people's; `logger` is the tool's own.
     """
 
     user_id: str
     space_id: str
     backend: Backend
+    token: str | None = None
+    invoker: Invoker = "system"
+    tool: str = "(in-process)"
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """`tool_registry.tools.<tool>`, each line ending with the caller and the space."""
+        base = logging.getLogger(f"tool_registry.tools.{self.tool}")
+        return _CallLog(base, {"user_id": self.user_id, "invoker": self.invoker, "space_id": self.space_id})
 
 
 Handler = Callable[[Any, ToolContext], Awaitable[BaseModel]]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
+from tool_registry.client_input import ClientInput
 from tool_registry.db import utcnow
 
 if TYPE_CHECKING:
@@ -23,11 +24,8 @@ if TYPE_CHECKING:
     from tool_registry.spec import ToolContext
 
 
-class ToolInput(BaseModel):
-    """Base of every tool input: unknown fields are an error, not silently dropped,
-    so a misspelt argument is reported instead of ignored."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class ToolInput(ClientInput):
+    """Base of every tool input (the rules of `ClientInput`, shown to agents as field errors)."""
 
 
 class NoInput(ToolInput):

@@ -113,7 +113,8 @@ async def complete(inp: TaskId, ctx: ToolContext) -> TaskOut:
 async def complete_by_title(inp: TaskTitle, ctx: ToolContext) -> TaskOut:
     def work(session: Session) -> TaskOut:
         same_title = func.lower(Task.title) == func.lower(inp.title)
-        matches = list(session.exec(in_space(Task, ctx.space_id).where(*_conditions("open", utc_today()), same_title)))
+        open_titled = in_space(Task, ctx.space_id).where(*_conditions("open", utc_today()), same_title)
+        matches = list(session.exec(open_titled.with_for_update()))
         if not matches:
             raise ToolError(f"no open task titled {inp.title!r} in this space")
         if len(matches) > 1:
