@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from persona_runner.catalog import CatalogError
 from persona_runner.commands.catalog import catalog_app
 from persona_runner.commands.gate import gate
 from persona_runner.commands.personas import personas_app
@@ -50,9 +51,10 @@ def main() -> None:
         # and hands its parsing errors to us instead of printing them with a usage block.
         code = app(standalone_mode=False)
     except UserError as exc:
-        lines = str(exc).splitlines()
-        # A list of problems (a catalog's) is printed as is: each line already names where it is.
-        typer.echo(f"error: {lines[0]}" if len(lines) == 1 else "\n".join(lines), err=True)
+        # A catalog's problems are printed one per line, each naming where it is; any other
+        # message is one line, whatever a database or server put into it.
+        many = isinstance(exc, CatalogError) and len(exc.problems) > 1
+        typer.echo("\n".join(exc.problems) if many else f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:
         # A command group called bare has already printed its help and carries no message.

@@ -19,8 +19,11 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from persona_runner.drivers.base import CallOutcome, SpaceInfo, ToolInfo, module_from_name
+from persona_runner.text import one_line, truncate
 
 ERROR_LIMIT = 500
+#: Seconds an HTTP request to the product may take (login, spaces, seeding); tool calls have the tick's own.
+DEFAULT_TIMEOUT = 30.0
 
 
 class ProductError(Exception):
@@ -46,15 +49,21 @@ class Login:
     email: str
 
 
-def truncate(text: str, limit: int = ERROR_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def root_cause(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group: what actually failed, under the task groups that carried it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _error_text(response: httpx2.Response) -> str:
+    """The product's `{"error": ...}` message, else the start of whatever it sent, on one line."""
     try:
-        return str(response.json().get("error", response.text))
+        body = response.json()
     except ValueError:
-        return response.text[:200]
+        body = None
+    text = str(body["error"]) if isinstance(body, dict) and "error" in body else response.text
+    return one_line(text, 200)
 
 
 # The answers of the product's HTTP API, as far as the runner reads them: anything else
@@ -116,9 +125,10 @@ class Visit:
 class ProductClient:
     """The product's HTTP API, as a persona or the harness's seeding step uses it."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, admin_token: str | None = None) -> None:
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, admin_token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.admin_token = admin_token
         headers = {"X-Admin-Token": admin_token} if admin_token else {}
         self._http = httpx2.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers)
 
@@ -136,6 +146,8 @@ class ProductClient:
                 # A pooled keep-alive connection the server had just closed: one fresh try.
                 # Safe for these calls: login, spaces and the admin upserts are idempotent.
                 return await self._http.request(method, path, **kwargs)
+        except httpx2.TimeoutException:
+            raise ProductUnreachable(f"product at {self.base_url} did not answer {method} {path} within {self.timeout:g} s; is it overloaded? check --target") from None
         except httpx2.TransportError as exc:
             raise ProductUnreachable(f"product at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); is it running? check --target") from None
 
@@ -160,6 +172,16 @@ class ProductClient:
 
     async def health(self) -> None:
         await self._call("GET", "/health", _Health)
+
+    async def check(self) -> None:
+        """That the target answers like a persona product and, when an admin token is set, accepts it.
+
+        Commands call it before they write anything, so a wrong --target or
+        --admin-token costs one line and leaves no results store behind.
+        """
+        await self.health()
+        if self.admin_token:
+            await self.persona_emails()
 
     async def login(self, email: str, password: str) -> Login:
         response = await self._request("POST", "/api/v1/auth/login", json={"email": email, "password": password})
@@ -207,8 +229,15 @@ class ProductClient:
         try:
             async with http, Client(transport) as client:  # type: ignore[arg-type]
                 yield McpSession(client, self.base_url)
-        except httpx2.TransportError as exc:
-            raise GatewayLost(f"MCP gateway at {self.base_url}/mcp stopped answering: {type(exc).__name__}: {exc}") from None
+        except Exception as raised:
+            # The SDK's task groups wrap what went wrong; tool calls answer their own MCP errors,
+            # so one here is about the session itself (opening it, tools/list).
+            cause = root_cause(raised)
+            if isinstance(cause, httpx2.TransportError):
+                raise GatewayLost(f"MCP gateway at {self.base_url}/mcp stopped answering: {type(cause).__name__}: {cause}") from None
+            if isinstance(cause, MCPError):
+                raise ProductError(f"{self.base_url}/mcp refused the MCP session ({cause}); is --target a persona product with an MCP gateway?") from None
+            raise
 
 
 def tool_info(tool: Any) -> ToolInfo:
@@ -249,12 +278,12 @@ class McpSession:
             result = await self._client.call_tool(name, arguments)
         except MCPError as exc:
             latency = (time.perf_counter() - started) * 1000
-            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(f"MCP error: {exc}"))
+            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(f"MCP error: {exc}", ERROR_LIMIT))
         except (httpx2.TransportError, ConnectionError) as exc:
             raise GatewayLost(f"MCP gateway at {self._base_url}/mcp stopped answering during {name}: {type(exc).__name__}: {exc}") from None
         latency = (time.perf_counter() - started) * 1000
         text = "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
         structured = result.structured_content if isinstance(result.structured_content, dict) else None
         if result.is_error:
-            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(text or "tool reported an error with no message"), text=text)
+            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(text or "tool reported an error with no message", ERROR_LIMIT), text=text)
         return CallOutcome(tool=name, arguments=arguments, outcome="ok", latency_ms=latency, structured=structured, text=text)

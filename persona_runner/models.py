@@ -50,7 +50,7 @@ class Run(ResultsTable, table=True):
     __tablename__ = "runs"
 
     run_id: str = Field(primary_key=True)
-    label: str | None = None
+    label: str | None = None  # the build, commit or purpose of the run (`--label`)
     started_at: datetime = Field(default_factory=utcnow, index=True)
     ended_at: datetime | None = None
     status: str = "running"  # running | ok | failed | aborted
@@ -58,7 +58,6 @@ class Run(ResultsTable, table=True):
     driver: str
     model: str | None = None
     seed: int = 0
-    build: str | None = None
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 

@@ -18,9 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
 from persona_runner.canonical import input_hash
-from persona_runner.client import truncate
 from persona_runner.drivers.base import CallOutcome, PersonaProfile, Rating
 from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
+from persona_runner.text import truncate
 
 EXCERPT_LIMIT = 2000
 
@@ -102,7 +102,7 @@ class TickRecord:
 
 
 def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
-    """Write the tick, its actions, feedback, transcript and the persona's last activity atomically.
+    """Write the tick, its actions, feedback, transcript and (once it logged in) the persona's last activity atomically.
 
     Each table gets one upsert keyed by the deterministic ids, and rows a
     previous attempt at the same tick wrote beyond this one are removed, so
@@ -112,8 +112,9 @@ def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
     try:
         with Session(engine) as session, session.begin():
             persona = ensure_persona(session, record.persona, cadence, record.persona_id)
-            persona.last_active_at = ended
-            session.add(persona)
+            if record.persona_id is not None:  # it logged in: a refused login is no activity
+                persona.last_active_at = ended
+                session.add(persona)
             session.flush()
             actions, feedback = _actions(record, persona.user_id), _feedback(record, persona.user_id, ended)
             for rows in ([_tick(record, persona.user_id, ended)], actions, feedback, [Transcript(tick_id=record.tick_id, body=record.transcript)]):

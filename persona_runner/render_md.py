@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from persona_runner.formatting import milliseconds, percent, rating_text
 from persona_runner.report_model import ModuleReport, Report
+from persona_runner.text import one_line
 
 ERRORS_PER_MODULE = 3
 NOTES_PER_MODULE = 3
@@ -27,15 +28,9 @@ MAX_CELL = 160
 _MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", "|": "\\|", "[": "\\[", "]": "\\]"})
 
 
-def _one_line(text: str) -> str:
-    """One line, cut to MAX_CELL characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_CELL else flat[: MAX_CELL - 1] + "…"
-
-
 def cell(text: str) -> str:
     """Text shown as text, whatever it holds: one line, cut, with neither HTML nor links nor cell ends."""
-    return _one_line(text).translate(_MARKUP)
+    return one_line(text, MAX_CELL).translate(_MARKUP)
 
 
 def code(text: str) -> str:
@@ -46,7 +41,7 @@ def code(text: str) -> str:
     the longest run of them inside. A pipe still ends a table cell unless
     escaped, even there.
     """
-    flat = _one_line(text).replace("|", "\\|")
+    flat = one_line(text, MAX_CELL).replace("|", "\\|")
     fence = "`" * (1 + max(map(len, re.findall("`+", flat)), default=0))
     pad = " " if flat.startswith("`") or flat.endswith("`") else ""
     return f"{fence}{pad}{flat}{pad}{fence}"

@@ -50,8 +50,8 @@ async def offered_modules(client: ProductClient, persona: PersonaSpec, secret: s
 
 
 async def seed_catalog(catalog: Catalog, client: ProductClient, secret: str, store: Engine | None, *, dry_run: bool = False) -> SeedReport:
+    """Make the product's accounts and the results store match `catalog`; call `client.check()` first."""
     report = SeedReport()
-    await client.health()
     if dry_run:
         existing = await client.persona_emails()
         report.personas = [(p.name, "exists" if p.email in existing else "would create") for p in catalog.personas]

@@ -23,11 +23,12 @@ import anyio
 import httpx2
 from sqlalchemy.engine import Engine
 
-from persona_runner.client import GatewayLost, McpSession, ProductClient, ProductError, personal_space, truncate
+from persona_runner.client import ERROR_LIMIT, GatewayLost, McpSession, ProductClient, ProductError, personal_space, root_cause
 from persona_runner.drivers.base import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, TurnLimitReached, Verdict
 from persona_runner.drivers.llm import ProviderError
 from persona_runner.models import utcnow
 from persona_runner.recorder import RecordedCall, RecordError, TickRecord, save_tick
+from persona_runner.text import truncate
 
 logger = logging.getLogger("persona_runner.tick")
 SHARED_SPACE_SHARE = 0.3
@@ -91,7 +92,7 @@ class _Recorder:
         except BaseException as exc:
             # Cut off under us (the session died, or the run is being stopped): keep the call on record, then let it go.
             reason = str(exc) if isinstance(exc, GatewayLost) else "no answer: cut off while waiting (the MCP session broke or the run was stopped)"
-            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=truncate(reason), probe=probe))
+            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=truncate(reason, ERROR_LIMIT), probe=probe))
             raise
         outcome = replace(outcome, probe=probe)
         self._add(outcome)
@@ -99,13 +100,6 @@ class _Recorder:
 
     def _add(self, outcome: CallOutcome) -> None:
         self.record.calls.append(RecordedCall(seq=len(self.record.calls), module=self.day.module_of(outcome.tool), outcome=outcome, at=utcnow()))
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The first leaf of an exception group, so the tick's reason names what actually failed."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]:
@@ -117,9 +111,9 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
     if isinstance(exc, ProductError | ProviderError):
         return "failed", str(exc)
     if isinstance(exc, httpx2.TransportError):
-        return "failed", truncate(f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}")
+        return "failed", truncate(f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}", ERROR_LIMIT)
     logger.error("tick %s failed", plan.tick_id, exc_info=exc)
-    return "failed", truncate(f"{type(exc).__name__}: {exc}")
+    return "failed", truncate(f"{type(exc).__name__}: {exc}", ERROR_LIMIT)
 
 
 async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine) -> TickRecord:
@@ -145,7 +139,7 @@ async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, sto
             await _finish(plan, driver, record, transcript, None, store)
         raise
     except Exception as raised:  # noqa: BLE001 - one persona's failure must not stop the others
-        record.status, record.error = _classify(_root_cause(raised), plan, len(record.calls))
+        record.status, record.error = _classify(root_cause(raised), plan, len(record.calls))
     await _finish(plan, driver, record, transcript, verdict, store)
     return record
 

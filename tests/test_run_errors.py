@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from persona_runner.catalog import default_catalog_path
@@ -88,7 +89,33 @@ def test_unreachable_target(tmp_path: Path) -> None:
     done = cli("run", "--target", "http://127.0.0.1:9", "--db", str(tmp_path / "r.db"))
     assert done.returncode == 1
     assert "unreachable" in one_line_error(done.stderr)
-    assert rows(tmp_path / "r.db", "SELECT COUNT(*) FROM runs") == [(0,)]
+    assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "seed"])
+@pytest.mark.parametrize("target", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "127.0.0.1:8765", "ftp://127.0.0.1"])
+def test_a_malformed_target_is_one_usage_line(tmp_path: Path, command: str, target: str) -> None:
+    done = cli(command, "--target", target, "--admin-token", ADMIN, "--db", str(tmp_path / "r.db"))
+    assert done.returncode == 2
+    assert one_line_error(done.stderr) == f"error: --target {target!r} is not an http(s) URL with a host: write it like http://127.0.0.1:8765"
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_a_refused_admin_token_leaves_no_results_store(tmp_path: Path) -> None:
+    with served_product(tmp_path) as (url, _):
+        done = cli("seed", "--target", url, "--admin-token", "not-the-token", "--db", str(tmp_path / "r.db"))
+    assert done.returncode == 1
+    assert "/api/v1/admin/personas answered 401" in one_line_error(done.stderr)
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_serving_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), "--data", str(tmp_path / "p.db"), timeout=60)
+    assert done.returncode == 1
+    assert one_line_error(done.stderr) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host, or stop what uses it"
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("where", ["missing-dir", "a-directory", "read-only"])
@@ -139,12 +166,15 @@ def test_wrong_secret_fails_the_ticks_and_records_why(tmp_path: Path) -> None:
         assert seeded.returncode == 0, seeded.stderr
         reseeded = cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db), env={"PERSONA_SEED_SECRET": "the-right-one"})
         assert "already up to date" in reseeded.stdout
-        done = cli("run", "--target", url, "--persona", "maya", "--persona", "ravi", "--db", str(db), env={"PERSONA_SEED_SECRET": "a-wrong-one"})
+        done = cli("run", "--target", url, "--persona", "maya", "--persona", "ravi", "--db", str(db), env={"PERSONA_SEED_SECRET": "a-wrong-one", "COLUMNS": "60"})
     assert done.returncode == 1
     assert "login refused" in done.stderr and "Traceback" not in done.stderr
     ticks = rows(db, "SELECT persona_name, status, error FROM ticks ORDER BY 1")
     assert [(name, status) for name, status, _ in ticks] == [("maya", "failed"), ("ravi", "failed")]
     assert all("PERSONA_SEED_SECRET" in error for _, _, error in ticks)
+    # Each failure stays whole on its line in a log, and a refused login is no activity.
+    assert len([line for line in done.stderr.splitlines() if "login refused" in line and "PERSONA_SEED_SECRET?)" in line]) == 2
+    assert rows(db, "SELECT name, last_active_at FROM personas WHERE name IN ('maya', 'ravi') ORDER BY 1") == [("maya", None), ("ravi", None)]
 
 
 def test_a_tool_hanging_past_the_tick_timeout(tmp_path: Path) -> None:
@@ -272,17 +302,21 @@ def test_a_target_that_is_not_a_persona_product(tmp_path: Path) -> None:
 
 def fake_product(answers: dict[str, Any]) -> Starlette:
     """A product answering each endpoint with the JSON body given for it (`{}` unless given);
-    a callable answer is called with the request's JSON body."""
+    a callable answer is called with the request's JSON body (None for a GET), a Response is sent as is."""
 
-    async def answer(request: Request) -> JSONResponse:
+    async def answer(request: Request) -> Response:
         body = answers.get(request.url.path, {})
-        return JSONResponse(body(await request.json()) if callable(body) else body)
+        if isinstance(body, Response):
+            return body
+        if callable(body):
+            body = body(await request.json() if request.method == "POST" else None)
+        return JSONResponse(body)
 
     return Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
 
 
 WELL_SHAPED = {
-    "/api/v1/admin/personas": lambda persona: {"user": {"id": persona["email"]}, "change": "unchanged"},
+    "/api/v1/admin/personas": lambda persona: {"user": {"id": persona["email"]}, "change": "unchanged"} if persona else {"personas": []},
     "/api/v1/admin/spaces": {"added": []},
     "/api/v1/auth/login": {"token": "t", "user": {"id": "u1"}},
 }
@@ -291,15 +325,32 @@ WELL_SHAPED = {
 @pytest.mark.parametrize(
     ("answers", "expected"),
     [
-        ({}, "POST /api/v1/admin/personas on http://127.0.0.1:"),
+        ({}, "GET /api/v1/admin/personas on http://127.0.0.1:"),
+        ({"/health": JSONResponse(["down", "for\nmaintenance"], status_code=503)}, 'GET /health answered 503: ["down","for\\nmaintenance"]'),
         ({**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": [{"id": "s1"}]}}, "GET /api/v1/me/spaces on "),
         ({**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": []}}, "belongs to no space"),
     ],
-    ids=["no-user-in-answer", "space-without-fields", "no-spaces"],
+    ids=["no-personas-in-answer", "error-that-is-not-an-object", "space-without-fields", "no-spaces"],
 )
 def test_a_json_product_of_another_shape(tmp_path: Path, answers: dict[str, Any], expected: str) -> None:
     with BackgroundServer(fake_product(answers)) as server:
         done = cli("run", "--target", server.url, "--admin-token", ADMIN, "--db", str(tmp_path / "r.db"))
     assert done.returncode == 1
     assert expected in one_line_error(done.stderr)
-    assert rows(tmp_path / "r.db", "SELECT COUNT(*) FROM runs") == [(0,)]
+    store = tmp_path / "r.db"
+    if "/api/v1/admin/personas" in answers:  # the product passed the check: the store exists, and holds no run
+        assert rows(store, "SELECT COUNT(*) FROM runs") == [(0,)]
+    else:
+        assert not store.exists()
+
+
+def test_a_target_without_an_mcp_gateway_fails_its_ticks_in_one_line(tmp_path: Path) -> None:
+    answers = {**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": [{"id": "s1", "name": "Maya", "type": "personal", "role": "owner"}]}}
+    answers["/mcp"] = JSONResponse({"error": "no MCP here"}, status_code=404)
+    with BackgroundServer(fake_product(answers)) as server:
+        done = cli("run", "--target", server.url, "--persona", "maya", "--db", str(tmp_path / "r.db"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    expected = f"{server.url}/mcp refused the MCP session"
+    assert [line for line in done.stderr.splitlines() if expected in line] == [line for line in done.stderr.splitlines() if line.strip()]
+    assert [(status, expected in error) for status, error in rows(tmp_path / "r.db", "SELECT status, error FROM ticks")] == [("failed", True)]

@@ -14,10 +14,20 @@ from sqlalchemy.engine import Engine
 from persona_runner.catalog import Catalog, default_catalog_path, load_catalog
 from persona_runner.db import ENV_DB, StoreError, open_store
 from persona_runner.errors import UserError
+from persona_runner.urls import require_http_url
 
 CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Persona catalog. Default: ./catalog.json, else the shipped one.", show_default=False)]
 DbOption = Annotated[str | None, typer.Option("--db", help=f"Results store: a SQLite path or a postgresql:// URL. Default ${ENV_DB}, else ./persona-runner.db.", show_default=False)]
-TargetOption = Annotated[str | None, typer.Option("--target", help="Base URL of a running product, e.g. http://127.0.0.1:8765.", show_default=False)]
+
+
+def _checked_target(url: str | None) -> str | None:
+    return None if url is None else require_http_url(url, "--target", "http://127.0.0.1:8765")
+
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option("--target", callback=_checked_target, help="Base URL of a running product, e.g. http://127.0.0.1:8765.", show_default=False),
+]
 AdminTokenOption = Annotated[str | None, typer.Option("--admin-token", envvar="PERSONA_ADMIN_TOKEN", help="The product's admin token (X-Admin-Token), needed to seed personas.", show_default=False)]
 
 

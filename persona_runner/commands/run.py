@@ -15,12 +15,13 @@ from typing import Annotated
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from persona_runner.budget import RunBudget
 from persona_runner.cassette import Cassette
-from persona_runner.client import ProductClient, ProductError
+from persona_runner.client import DEFAULT_TIMEOUT, ProductClient, ProductError
 from persona_runner.commands.options import AdminTokenOption, CatalogOption, DbOption, TargetOption, catalog_from, store_from, user_errors_from
 from persona_runner.commands.seed import print_module_warnings, print_seed_report
 from persona_runner.commands.serve import DelayOption, FaultOption, build_product_app
@@ -34,8 +35,9 @@ from persona_runner.runner import RAN_STATUSES, RunResult, RunSettings, execute_
 from persona_runner.seeding import seed_catalog
 from tool_registry.server import BackgroundServer, ServerConfig
 
-err = Console(stderr=True)
-out = Console()
+# Lines are never wrapped, so a reason or the next command stays whole when output goes to a log.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 @contextmanager
@@ -118,15 +120,15 @@ def run(
 
     # A bad --driver, a missing --model or API key is one line here, before the store is touched or any tick starts.
     anyio.run(new_driver(personas[0].to_profile()).aclose)
-    store = store_from(db)
     settings = RunSettings(
         target=target or "(embedded)", driver=driver, model=model, seed=seed, max_turns=max_turns, timeout=timeout,
         concurrency=concurrency, label=label, **({"tick_date": day} if day else {}),
     )
 
     async def go(url: str, token: str | None) -> RunResult:
-        async with ProductClient(url, admin_token=token) as client:
-            await client.health()  # an unreachable target is one line, before anything is written
+        async with ProductClient(url, admin_token=token, timeout=min(timeout, DEFAULT_TIMEOUT)) as client:
+            await client.check()  # an unreachable target or a refused token is one line, before anything is written
+            store = store_from(db)
             report = await seed_catalog(loaded, client, secret, store) if token else None
         if report is not None:
             if target:
@@ -139,7 +141,7 @@ def run(
             def done(record: TickRecord) -> None:
                 progress.advance(task)
                 if record.status not in RAN_STATUSES:
-                    err.print(f"[red]{record.persona.name}[/]: {record.status}: {record.error}")
+                    err.print(f"[red]{record.persona.name}[/]: {record.status}: {escape(record.error or '')}")
 
             return await execute_run(
                 replace(settings, target=url), personas, secret=secret, store=store, make_driver=new_driver, spaces=loaded.spaces,
@@ -155,7 +157,7 @@ def run(
                 result = anyio.run(go, url, token)
     print_run(result)
     if tape and tape.replaying and tape.drift:
-        err.print(f"[yellow]replay:[/] {len(tape.drift)} tool result(s) differed from the recording; first: {tape.drift[0]}")
+        err.print(f"[yellow]replay:[/] {len(tape.drift)} tool result(s) differed from the recording; first: {escape(tape.drift[0])}")
     out.print(f"results: {describe(resolve_url(db))} (run {result.run_id}); next: persona-runner report --run {result.run_id}")
     if result.failed:
         raise typer.Exit(1)
@@ -178,4 +180,4 @@ def print_run(result: RunResult) -> None:
         rated = f"mean rating {mean(ratings):.1f} ({len(ratings)} ratings)" if ratings else "no ratings"
         out.print(f"  {module:<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
     if result.stopped_early:
-        err.print(f"[yellow]stopped early:[/] {result.stopped_early}")
+        err.print(f"[yellow]stopped early:[/] {escape(result.stopped_early)}")

@@ -26,17 +26,20 @@ def seed(
 ) -> None:
     """Create or update every persona (kind=persona, derived password) and shared space; idempotent.
 
+    Without --target it seeds the product `persona-runner serve` starts by default, at http://127.0.0.1:8765.
+
     Example: persona-runner seed --target http://127.0.0.1:8765 --admin-token dev-admin
     """
     loaded = catalog_from(catalog)
     secret = seed_secret()
     if not admin_token:
         raise UserError("seeding needs the product's admin token: pass --admin-token or set PERSONA_ADMIN_TOKEN")
-    store = None if dry_run else store_from(db)
     url = target or DEFAULT_TARGET
 
     async def go() -> SeedReport:
         async with ProductClient(url, admin_token=admin_token) as client:
+            await client.check()
+            store = None if dry_run else store_from(db)
             return await seed_catalog(loaded, client, secret, store, dry_run=dry_run)
 
     with user_errors_from(ProductError, RecordError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated
 
 import typer
@@ -39,8 +41,19 @@ def serve(
         faults=fault or [], delays=delay or [], rate_limit=rate_limit, signing_key=signing_key, id_seed=id_seed,
     )
     app = build_product_app(config)
+    _check_can_listen(host, port)
     typer.echo(f"persona product on http://{host}:{port} (MCP at /mcp, admin API {'on' if admin_token else 'off'})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """A port in use or a host this machine does not have is one line, not the server's own log and exit code."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UserError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host, or stop what uses it", exit_code=1) from None
 
 
 def build_product_app(config: ServerConfig) -> Starlette:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -23,6 +22,7 @@ from persona_runner.drivers.base import Driver
 from persona_runner.drivers.llm import LLMDriver, RetryPolicy
 from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.errors import UserError
+from persona_runner.urls import require_http_url
 
 LLM_DRIVERS: dict[str, type[LLMDriver]] = {"anthropic": anthropic_driver.AnthropicDriver, "openai": openai_driver.OpenAIDriver}
 #: Every driver a run can name: the offline one first, then the language models.
@@ -47,24 +47,10 @@ def make_client(sdk: Callable[..., Any], api_key: str, base_url: str | None, htt
 
 
 def base_url_for(name: str, flag: str | None, env: Mapping[str, str] = os.environ) -> str | None:
-    """`--base-url`, else the provider's base-URL variable, else None (the SDK's own default).
-
-    Checked here because the SDK takes anything: a URL without a scheme
-    (`localhost:11434/v1`) would fail every request of every tick as a retried
-    connection error instead of once, up front.
-    """
+    """`--base-url`, else the provider's base-URL variable, else None (the SDK's own default)."""
     variable = BASE_URL_VARIABLES[name]
     url, source = (flag, "--base-url") if flag else (env.get(variable) or None, variable)
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    try:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
-    except ValueError:  # a port that is not a number, or out of range
-        valid = False
-    if not valid:
-        raise UserError(f"{source} {url!r} is not an http(s) URL with a host: write it like http://127.0.0.1:11434/v1")
-    return url
+    return None if url is None else require_http_url(url, source, "http://127.0.0.1:11434/v1")
 
 
 async def _no_wait(_seconds: float) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from persona_runner.drivers.base import Act, CallOutcome, Day, Rating, ToolInfo, TurnLimitReached, Usage, Verdict
 from persona_runner.drivers.content import Writer, key_word
 from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, Filler, Probe, probes, resolve
+from persona_runner.text import one_line
 
 SLOW_MS = 1000.0
 CHAOS = "chaos"
@@ -438,5 +439,4 @@ class Tally:
 
 
 def _excerpt(text: str, limit: int = EXCERPT) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return one_line(text, limit)
