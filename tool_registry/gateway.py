@@ -27,7 +27,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, RequireAut
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +37,7 @@ from tool_registry.faults import FaultPlan
 from tool_registry.field_errors import field_problems
 from tool_registry.metrics import GatewayMetrics
 from tool_registry.policy import PolicyGate
+from tool_registry.session_limits import PerUserSessionManager
 from tool_registry.spec import Registry, ToolContext, ToolError, ToolSpec
 from tool_registry.tokens import TokenVerifier
 
@@ -240,7 +241,7 @@ class Gateway:
                 allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
             )
-        self.session_manager = StreamableHTTPSessionManager(app=self.server, json_response=True, security_settings=security)
+        self.session_manager = PerUserSessionManager(app=self.server, json_response=True, security_settings=security)
 
     def check_drift(self) -> None:
         """Refuse to serve unless what tools/list returns and what tools/call dispatches are
