@@ -176,7 +176,7 @@ async def _play_day(plan: TickPlan, client: ProductClient, driver: Driver, recor
         transcript["space"] = {"id": visit.space.id, "name": visit.space.name, "type": visit.space.type}
         transcript["spaces"] = [{"id": s.id, "name": s.name, "type": s.type, "role": s.role} for s in visit.spaces]
         transcript["tools_offered"] = [tool.name for tool in visit.tools]
-        day = Day(persona=plan.persona, tick_date=plan.tick_date, seed=plan.seed, spaces=visit.spaces, tools=visit.tools, max_turns=plan.max_turns, tick_id=plan.tick_id)
+        day = Day(persona=plan.persona, tick_date=plan.tick_date, seed=plan.seed, spaces=visit.spaces, tools=visit.tools, max_turns=plan.max_turns, tick_id=plan.tick_id, deadline=deadline)
         recorder = _Recorder(record, visit.mcp, day, deadline, plan.timeout)
         try:
             await driver.play(day, recorder.act)

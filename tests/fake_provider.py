@@ -26,7 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from persona_runner.drivers.base import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, ToolInfo, TurnLimitReached
@@ -58,6 +58,13 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A 200 answer sent exactly as given, for answers no well-behaved provider would send."""
+
+    body: str
+
+
 class LaxJSONResponse(JSONResponse):
     """JSON that may hold the bare literals NaN and Infinity, which Python's parser (and so the SDKs) accept."""
 
@@ -77,7 +84,7 @@ class FakeProvider:
     """The script, the requests received, and the Starlette app serving them."""
 
     def __init__(self) -> None:
-        self.script: deque[Answer | Failure] = deque()
+        self.script: deque[Answer | Failure | Raw] = deque()
         self.received: list[Received] = []
         self.base_url = ""
         self._ids = 0
@@ -91,10 +98,14 @@ class FakeProvider:
     def answer(self, text: str = "", *calls: Call, tokens_in: int = 10, tokens_out: int = 5) -> None:
         self.script.append(Answer(text, tuple(calls), tokens_in, tokens_out))
 
+    def raw(self, body: Any) -> None:
+        """Answer the next request with this JSON value (or this text, when a string) as it is."""
+        self.script.append(Raw(body if isinstance(body, str) else json.dumps(body)))
+
     def fail(self, status: int, message: str, **headers: str) -> None:
         self.script.append(Failure(status, message, {k.replace("_", "-"): v for k, v in headers.items()}))
 
-    async def _next(self, request: Request) -> Answer | Failure:
+    async def _next(self, request: Request) -> Answer | Failure | Raw:
         self.received.append(Received(request.url.path, dict(request.headers), await request.json(), time.monotonic()))
         return self.script.popleft() if self.script else Failure(500, "fake provider: nothing scripted for this request")
 
@@ -102,8 +113,10 @@ class FakeProvider:
         self._ids += 1
         return call.id or f"{prefix}_{self._ids}"
 
-    async def _messages(self, request: Request) -> JSONResponse:
+    async def _messages(self, request: Request) -> Response:
         step = await self._next(request)
+        if isinstance(step, Raw):
+            return Response(step.body, media_type="application/json")
         if isinstance(step, Failure):
             body = {"type": "error", "error": {"type": "api_error", "message": step.message}}
             return JSONResponse(body, status_code=step.status, headers=step.headers)
@@ -122,8 +135,10 @@ class FakeProvider:
             }
         )
 
-    async def _chat(self, request: Request) -> JSONResponse:
+    async def _chat(self, request: Request) -> Response:
         step = await self._next(request)
+        if isinstance(step, Raw):
+            return Response(step.body, media_type="application/json")
         if isinstance(step, Failure):
             body = {"error": {"message": step.message, "type": "server_error", "param": None, "code": None}}
             return JSONResponse(body, status_code=step.status, headers=step.headers)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -165,8 +167,11 @@ async def test_server_errors_until_the_budget_is_spent_fail_with_the_providers_m
     await driver.aclose()
 
     assert len(fake.received) == 3
-    assert caught.value.message == "500 the model fell over"
-    assert "tick-1" in str(caught.value) and "after 2 retries" in str(caught.value)
+    assert str(caught.value) == f"tick tick-1: {provider} still failing after 2 retries: 500 the model fell over"
+    # The transcript keeps what was asked and every failed attempt, though no answer came.
+    [exchange] = driver.exchanges
+    assert [f["error"] for f in exchange["failures"]] == ["529 overloaded", "503 unavailable", "500 the model fell over"]
+    assert "response" not in exchange and exchange["request"]["model"] == "test-model"
 
 
 async def test_a_refused_request_is_not_retried(fake: FakeProvider, provider: str) -> None:
@@ -429,3 +434,85 @@ def test_non_finite_numbers_from_the_model_are_refused_not_recorded() -> None:
     )
     assert [(r.module, r.rating) for r in ratings] == [("notes", 4)]
     assert any(flag.startswith("rating_dropped: todo") for flag in flags)
+
+
+# --- answers no well-behaved provider sends ---------------------------------------------
+
+ODD_SHAPES = {
+    "anthropic": {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn"},
+    "openai": {"id": "c1", "object": "chat.completion", "created": 0, "model": "m", "choices": []},
+}
+
+
+async def test_an_answer_of_an_unexpected_shape_fails_the_tick_and_is_kept(fake: FakeProvider, provider: str) -> None:
+    fake.raw(ODD_SHAPES[provider])
+    driver = driver_for(fake, provider)
+    with pytest.raises(ProviderError, match=rf"^tick tick-1: {provider} answered in an unexpected shape \("):
+        await driver.play(make_day(), RecordingAct())
+    await driver.aclose()
+    assert driver.exchanges[0]["response"]["id"] in ("msg_1", "c1")
+
+
+async def test_an_answer_that_is_not_json_fails_the_tick_in_one_line(fake: FakeProvider, provider: str) -> None:
+    fake.raw("<html>gateway</html>")
+    driver = driver_for(fake, provider)
+    with pytest.raises(ProviderError, match=rf"^tick tick-1: {provider} answered something that is not JSON"):
+        await driver.play(make_day(), RecordingAct())
+    await driver.aclose()
+
+
+async def test_a_wait_past_the_ticks_deadline_fails_at_once_with_the_providers_message(fake: FakeProvider, provider: str) -> None:
+    fake.fail(429, "40k tokens per minute exceeded", retry_after="3")
+    driver = driver_for(fake, provider)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        await driver.play(replace(make_day(), deadline=started + 1.0), RecordingAct())
+    await driver.aclose()
+    assert time.monotonic() - started < 2.5  # it did not sit out the 3 s
+    assert str(caught.value) == f"tick tick-1: {provider} asked to wait 3.0 s, past the tick's --timeout: 429 40k tokens per minute exceeded"
+
+
+OPENAI_NO_USAGE = {
+    "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "todo__list", "arguments": None}}]}, "finish_reason": "length"}],
+}  # fmt: skip
+
+
+async def day_after_raw_answer(fake: FakeProvider, provider: str, body: dict[str, Any]) -> tuple[LLMDriver, RecordingAct]:
+    """A day whose first answer is `body` as it is, and whose second ends the day."""
+    fake.raw(body)
+    fake.answer("done for today")
+    driver = driver_for(fake, provider)
+    act = RecordingAct()
+    await driver.play(make_day(), act)
+    await driver.aclose()
+    assert isinstance(driver, LLMDriver)
+    return driver, act
+
+
+async def test_openai_odd_but_usable_answers_are_carried_out_and_noted(fake: FakeProvider) -> None:
+    driver, act = await day_after_raw_answer(fake, "openai", OPENAI_NO_USAGE)
+    assert act.calls == [("todo.list", {})]
+    # The history sent back holds the arguments as a JSON string, as Chat Completions requires.
+    sent = fake.received[1].body["messages"]
+    assert [m["tool_calls"][0]["function"]["arguments"] for m in sent if m.get("tool_calls")] == ["{}"]
+    assert (driver.usage.tokens_in, driver.usage.tokens_out) == (10, 5)  # the second answer's; the first reported none
+    assert "openai reported no token usage: the tick's token figures are 0 and the token caps cannot apply" in driver.surprises
+    assert "an answer in the day was cut short: it reached the output token limit" in driver.surprises
+
+
+ANTHROPIC_ARGUMENTS_NOT_AN_OBJECT = {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+    "content": [{"type": "tool_use", "id": "toolu_1", "name": "todo__create", "input": "{bad"}],
+    "usage": {"input_tokens": 7, "output_tokens": 3},
+}  # fmt: skip
+
+
+async def test_anthropic_arguments_that_are_not_an_object_are_that_calls_error(fake: FakeProvider) -> None:
+    driver, act = await day_after_raw_answer(fake, "anthropic", ANTHROPIC_ARGUMENTS_NOT_AN_OBJECT)
+    assert act.calls == []
+    assert sent_results("anthropic", fake.received[1].body) == {"toolu_1": ("the arguments are not a JSON object", True)}
+    history = [block for m in fake.received[1].body["messages"] if m["role"] == "assistant" for block in m["content"]]
+    assert history == [{"type": "tool_use", "id": "toolu_1", "name": "todo__create", "input": {}}]
+    assert (driver.usage.tokens_in, driver.usage.tokens_out) == (17, 8)

@@ -16,6 +16,17 @@ from persona_runner.drivers.base import Usage
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, Reply, ToolCall, ToolResult, json_safe
 
 
+#: Stop reasons that mean the answer is not what the model meant to say in full.
+CUT_STOP_REASONS = {"max_tokens": "it reached the output token limit", "refusal": "the model refused to go on"}
+
+
+def _usage(usage: Any) -> Usage | None:
+    if usage is None or usage.input_tokens is None or usage.output_tokens is None:
+        return None
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return Usage(tokens_in=usage.input_tokens + cached, tokens_out=usage.output_tokens)
+
+
 class AnthropicDriver(LLMDriver):
     name = "anthropic"
     client_class = anthropic.AsyncAnthropic
@@ -48,16 +59,18 @@ class AnthropicDriver(LLMDriver):
                 # The arguments stay as the model gave them, NaN included, for the tool loop to refuse
                 # that one call; the turn sent back and the text kept must be JSON.
                 safe_input = json_safe(block.input)
-                calls.append(ToolCall(block.id, block.name, dict(block.input), canonical_json(safe_input)))
+                if isinstance(block.input, dict):
+                    calls.append(ToolCall(block.id, block.name, dict(block.input), canonical_json(safe_input)))
+                else:
+                    calls.append(ToolCall(block.id, block.name, {}, canonical_json(safe_input), "the arguments are not a JSON object"))
+                    safe_input = {}  # the history must hold an object, or the next request is refused
                 content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": safe_input})
-        usage = response.usage
-        tokens_in = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
         return Reply(
             message={"role": "assistant", "content": content} if content else None,
             calls=calls,
             text="\n".join(texts),
-            usage=Usage(tokens_in=tokens_in, tokens_out=usage.output_tokens),
-            raw=json_safe(response.model_dump(mode="json", exclude_none=True)),
+            usage=_usage(response.usage),
+            cut=CUT_STOP_REASONS.get(response.stop_reason or ""),
         )
 
     def user_turn(self, results: list[ToolResult], text: str | None) -> list[dict[str, Any]]:

@@ -68,6 +68,8 @@ class Day:
     tools: list[ToolInfo]
     max_turns: int
     tick_id: str = ""
+    #: When the tick is cut off (`time.monotonic()`), so a driver never waits past it; None: no limit.
+    deadline: float | None = None
 
     def tool(self, name: str) -> ToolInfo | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import anyio
 import httpx2
 
 from persona_runner.budget import RunBudget
@@ -53,10 +52,6 @@ def base_url_for(name: str, flag: str | None, env: Mapping[str, str] = os.enviro
     return None if url is None else require_http_url(url, source, "http://127.0.0.1:11434/v1")
 
 
-async def _no_wait(_seconds: float) -> None:
-    """Replay answers from disk: a recorded Retry-After is walked through without waiting."""
-
-
 def make_driver(
     name: str,
     *,
@@ -89,5 +84,5 @@ def make_driver(
         retry=RetryPolicy(budget=retry_budget),
         max_tokens_per_tick=max_tokens_per_tick,
         run_budget=run_budget,
-        sleep=_no_wait if replaying else anyio.sleep,
+        replaying=replaying,
     )

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -42,20 +43,16 @@ REPLAY_FRAMING_HINT = (
     " replay with the same --date and --seed as the recording, and the same catalog"
 )
 
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class ProviderError(Exception):
     """The model could not answer, so the tick fails with this message and the run carries on.
 
     Raised when the per-tick retry budget is spent, when the provider refuses a
-    request outright (a bad key, a malformed request), and in replay when the
-    cassette holds no answer. `message` is the provider's own words.
+    request outright (a bad key, a malformed request) or answers in a shape no
+    provider of its kind uses, when a wait would outlast the tick, and in
+    replay when the cassette holds no answer.
     """
-
-    def __init__(self, summary: str, message: str) -> None:
-        super().__init__(summary)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -258,8 +255,10 @@ class Reply:
     message: dict[str, Any] | None
     calls: list[ToolCall]
     text: str
-    usage: Usage
-    raw: dict[str, Any]
+    #: None when the provider did not say (some OpenAI-compatible servers).
+    usage: Usage | None
+    #: Why the answer stopped short of what the model meant to say (the output limit, a filter), if it did.
+    cut: str | None = None
 
     def raw_answer(self) -> str:
         """Everything the model said, as it said it: kept when the answer cannot be used."""
@@ -304,8 +303,9 @@ class LLMDriver:
         retry: RetryPolicy,
         max_tokens_per_tick: int | None = None,
         run_budget: RunBudget | None = None,
-        sleep: Sleep = anyio.sleep,
+        replaying: bool = False,
     ) -> None:
+        """`replaying`: answers come from a cassette, so a recorded Retry-After is walked through without waiting."""
         self.model: str | None = model
         self.usage = Usage()
         self.surprises: list[str] = []
@@ -315,7 +315,7 @@ class LLMDriver:
         self._retries_left = retry.budget
         self._max_tokens_per_tick = max_tokens_per_tick
         self._run_budget = run_budget
-        self._sleep = sleep
+        self._replaying = replaying
         self._rng = random.Random()
         self._conversation: _Conversation | None = None
 
@@ -444,45 +444,61 @@ class LLMDriver:
         return None
 
     async def _exchange(self, day: Day, phase: str, request: dict[str, Any]) -> Reply:
-        """One model request, retried within the tick's budget; its usage is counted and it is recorded."""
+        """One model request, retried within the tick's budget; its usage is counted and it is recorded.
+
+        The exchange is recorded however it ends, so a tick that fails on the
+        provider keeps what was asked, each failed attempt, and any answer it
+        could not read.
+        """
         failures: list[dict[str, Any]] = []
+        exchange = {"tick_id": day.tick_id, "phase": phase, "provider": self.name, "model": self.model, "request": request, "failures": failures}
+        self.exchanges.append(exchange)
         while True:
             try:
                 response = await self.create(request)
                 break
             except (self.status_error, self.connection_error, CassetteMiss) as exc:
                 message, retryable, retry_after = self._diagnose(day, exc)
-            if not retryable:
-                raise ProviderError(f"tick {day.tick_id}: {self.name} refused the request: {message}", message)
-            if self._retries_left <= 0:
-                raise ProviderError(
-                    f"tick {day.tick_id}: {self.name} still failing after {self._retry.budget} retries: {message}", message
-                )
-            if retry_after is not None and retry_after > self._retry.max_delay:
-                raise ProviderError(
-                    f"tick {day.tick_id}: {self.name} asked to retry after {retry_after:.0f} s (Retry-After), longer than"
-                    f" the {self._retry.max_delay:.0f} s a tick waits, so the tick fails without retrying: {message}",
-                    message,
-                )
+            except ValueError as exc:  # a 200 whose body is not JSON
+                raise ProviderError(f"tick {day.tick_id}: {self.name} answered something that is not JSON ({exc})") from None
             wait = self._retry.delay(len(failures), retry_after, self._rng)
+            failures.append({"error": message})
+            self._check_retry(day, message, retryable, retry_after, wait)
+            failures[-1]["waited_s"] = round(wait, 3)
             self._retries_left -= 1
-            failures.append({"error": message, "waited_s": round(wait, 3)})
-            await self._sleep(wait)
-        answer = self.reply(response)
-        self._count(answer.usage)
-        self.exchanges.append(
-            {
-                "tick_id": day.tick_id,
-                "phase": phase,
-                "provider": self.name,
-                "model": self.model,
-                "request": request,
-                "response": answer.raw,
-                "usage": {"tokens_in": answer.usage.tokens_in, "tokens_out": answer.usage.tokens_out},
-                "failures": failures,
-            }
-        )
+            if not self._replaying:
+                await anyio.sleep(wait)
+        exchange["response"] = json_safe(response.model_dump(mode="json", exclude_none=True, warnings=False))
+        try:
+            answer = self.reply(response)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise ProviderError(f"tick {day.tick_id}: {self.name} answered in an unexpected shape ({type(exc).__name__}: {exc}); the answer is in the transcript") from None
+        if answer.usage is None:
+            self._note_once(f"{self.name} reported no token usage: the tick's token figures are 0 and the token caps cannot apply")
+        else:
+            self._count(answer.usage)
+            exchange["usage"] = {"tokens_in": answer.usage.tokens_in, "tokens_out": answer.usage.tokens_out}
+        if answer.cut:
+            self.surprises.append(f"an answer in the {phase} was cut short: {answer.cut}")
         return answer
+
+    def _check_retry(self, day: Day, message: str, retryable: bool, retry_after: float | None, wait: float) -> None:
+        """Raise when this failure must end the tick: not worth retrying, out of retries, or a wait too long."""
+        if not retryable:
+            raise ProviderError(f"tick {day.tick_id}: {self.name} refused the request: {message}")
+        if self._retries_left <= 0:
+            raise ProviderError(f"tick {day.tick_id}: {self.name} still failing after {self._retry.budget} retries: {message}")
+        if retry_after is not None and retry_after > self._retry.max_delay:
+            raise ProviderError(
+                f"tick {day.tick_id}: {self.name} asked to retry after {retry_after:.0f} s (Retry-After), longer than"
+                f" the {self._retry.max_delay:.0f} s a tick waits, so the tick fails without retrying: {message}"
+            )
+        if day.deadline is not None and not self._replaying and time.monotonic() + wait > day.deadline:
+            raise ProviderError(f"tick {day.tick_id}: {self.name} asked to wait {wait:.1f} s, past the tick's --timeout: {message}")
+
+    def _note_once(self, surprise: str) -> None:
+        if surprise not in self.surprises:
+            self.surprises.append(surprise)
 
     def _diagnose(self, day: Day, exc: Exception) -> tuple[str, bool, float | None]:
         """The provider's message, whether waiting may help, and how long it asked to wait."""
@@ -495,7 +511,7 @@ class LLMDriver:
         if miss is not None:
             framing = miss.current in (day_system_prompt(day), kickoff(day))
             text = str(miss) + (REPLAY_FRAMING_HINT if framing else "")
-            raise ProviderError(f"tick {day.tick_id}: {text}", text) from exc
+            raise ProviderError(f"tick {day.tick_id}: {text}") from exc
         return f"connection failed: {exc.__cause__ or exc}", True, None
 
     def _count(self, usage: Usage) -> None:

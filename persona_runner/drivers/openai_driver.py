@@ -46,6 +46,10 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
+#: Finish reasons that mean the answer is not what the model meant to say in full.
+CUT_FINISH_REASONS = {"length": "it reached the output token limit", "content_filter": "the provider's content filter stopped it"}
+
+
 class OpenAIDriver(LLMDriver):
     name = "openai"
     client_class = openai.AsyncOpenAI
@@ -71,24 +75,27 @@ class OpenAIDriver(LLMDriver):
         return await self._client.chat.completions.create(**request)
 
     def reply(self, response: Any) -> Reply:
-        message = response.choices[0].message
+        choice = response.choices[0]
+        message = choice.message
         calls: list[ToolCall] = []
         wire_calls: list[dict[str, Any]] = []
         for call in message.tool_calls or []:
             raw = call.function.arguments
             arguments, problem = parse_arguments(raw)
             calls.append(ToolCall(call.id, call.function.name, arguments, raw or "", problem))
-            wire_calls.append({"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": raw}})
+            # The history must carry a JSON string, even where the model sent none.
+            wire_calls.append({"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": raw or "{}"}})
         assistant: dict[str, Any] = {"role": "assistant", "content": message.content}
         if wire_calls:
             assistant["tool_calls"] = wire_calls
         usage = response.usage
+        known = usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None
         return Reply(
             message=assistant if message.content or wire_calls else None,
             calls=calls,
             text=message.content or "",
-            usage=Usage(tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens) if usage else Usage(),
-            raw=response.model_dump(mode="json", exclude_none=True),
+            usage=Usage(tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens) if known else None,
+            cut=CUT_FINISH_REASONS.get(choice.finish_reason or ""),
         )
 
     def user_turn(self, results: list[ToolResult], text: str | None) -> list[dict[str, Any]]:
