@@ -107,7 +107,10 @@ def load_baseline_file(path: Path) -> Report:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"baseline file {path} cannot be read: {exc}") from None
     except ValidationError as exc:
-        raise UserError(f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {exc.errors()[0]['msg']})") from None
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {where}: {message})") from None
 
 
 class Counts(NamedTuple):
@@ -223,6 +226,11 @@ def _coverage_check(module: str, before: ModuleReport | None, after: ModuleRepor
     if after is None or after.coverage is None or after.coverage_basis != "offered":
         message = "too little data: the candidate recorded no tools offered for this module"
         return subject.check("coverage", "insufficient", coverage_before, None, limit, message)
+    calls_before = before.calls if before else 0
+    if min(calls_before, after.calls) < MIN_CALLS:
+        # A few calls leave some tools unused by chance alone.
+        message = f"too little data: {calls_before} baseline calls, {after.calls} candidate calls in this module (need {MIN_CALLS} on each side)"
+        return subject.check("coverage", "insufficient", coverage_before, after.coverage, limit, message)
     unused = sorted(set(after.tools_offered) - set(after.tools_used))
     message = f"tool coverage {percent(coverage_before)} -> {percent(after.coverage)} ({len(after.tools_used)} of {len(after.tools_offered)} used, limit {percent(limit)})"
     message += f"; not used: {', '.join(unused)}" if unused else ""
@@ -327,6 +335,9 @@ def render_junit(result: GateResult) -> str:
 
 
 _ORDER: dict[Status, int] = {"fail": 0, "insufficient": 1, "pass": 2}
+#: Rows of the Markdown table, failures first: keeps a product with hundreds of tools within what a
+#: pull-request comment holds (65,536 characters).
+MARKDOWN_ROWS = 150
 _LABEL: dict[Status, str] = {"fail": "❌ fail", "insufficient": "⚪ too little data", "pass": "✅ pass"}
 
 
@@ -334,11 +345,14 @@ def render_markdown(result: GateResult) -> str:
     """A summary table for a PR comment or a CI step summary: failures first, then what could not be judged."""
     lines = [f"## Persona gate: {result.verdict}", "", f"Candidate {cell(result.candidate)} against baseline {cell(result.baseline)}.", ""]
     if result.new_failing_tools:
-        lines.append(f"New failing tools: {', '.join(map(code, result.new_failing_tools))}.")
+        lines.append(f"New failing tools: {', '.join(code(tool, in_table=False) for tool in result.new_failing_tools)}.")
     if result.disappeared_tools:
-        lines.append(f"Tools that disappeared: {', '.join(map(code, result.disappeared_tools))}.")
-    rows = (
-        [_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)]
-        for check in sorted(result.checks, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
-    )
-    return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), ""])
+        lines.append(f"Tools that disappeared: {', '.join(code(tool, in_table=False) for tool in result.disappeared_tools)}.")
+    ordered = sorted(result.checks, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
+    shown, left = ordered[:MARKDOWN_ROWS], ordered[MARKDOWN_ROWS:]
+    rows = ([_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)] for check in shown)
+    rest = []
+    if left:
+        counts = ", ".join(f"{sum(1 for c in left if c.status == status)} {word}" for status, word in (("fail", "failed"), ("insufficient", "with too little data"), ("pass", "passed")))
+        rest = ["", f"…and {len(left)} more checks ({counts}); the JUnit file lists every check."]
+    return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), *rest, ""])

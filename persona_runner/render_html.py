@@ -13,7 +13,7 @@ import re
 from html import escape
 
 from persona_runner.formatting import milliseconds, percent, rating_text
-from persona_runner.report_model import ModuleReport, PersonaReport, RatingStats, Report
+from persona_runner.report_model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
 
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
@@ -31,6 +31,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .changes li{margin:.2rem 0}.bad{color:var(--bad)}.good{color:var(--good)}
 article{border:1px solid var(--line);border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
 blockquote{margin:.3rem 0;padding-left:.6rem;border-left:3px solid var(--line)}
+blockquote,code,td{overflow-wrap:anywhere}
 svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
 @media (max-width:640px){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .3rem}}
 @media print{body{max-width:none}.wrap{overflow:visible}article,table{break-inside:avoid}a{color:inherit;text-decoration:none}}
@@ -111,8 +112,8 @@ def _td(text: str, numeric: bool = True) -> str:
 
 def _summary(report: Report) -> str:
     totals = report.totals
-    error_rate = totals.errors / totals.calls if totals.calls else None
-    cards = [("personas", str(totals.personas)), ("ticks", str(totals.ticks)), ("calls", str(totals.calls)), ("error rate", percent(error_rate)), ("ratings", str(totals.ratings))]
+    rate = error_rate(totals.calls, totals.errors)
+    cards = [("personas", str(totals.personas)), ("ticks", str(totals.ticks)), ("calls", str(totals.calls)), ("error rate", percent(rate)), ("ratings", str(totals.ratings))]
     cards += [(f"ticks {status}", str(count)) for status, count in totals.tick_statuses.items() if status != "ok"]
     items = "".join(f"<li><b>{escape(value)}</b>{escape(label)}</li>" for label, value in cards)
     return f'<section id="summary"><h2>Summary</h2><ul class="cards">{items}</ul></section>'
@@ -179,7 +180,7 @@ def _grid_cell(stats: RatingStats | None) -> str:
 
 
 def _persona_row(persona: PersonaReport) -> str:
-    rate = persona.errors / persona.calls if persona.calls else None
+    rate = error_rate(persona.calls, persona.errors)
     return f"<tr><td>{escape(persona.name)}</td>{_td(str(persona.ticks))}{_td(str(persona.calls))}{_td(str(persona.errors))}{_td(percent(rate))}</tr>"
 
 

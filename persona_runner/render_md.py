@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from persona_runner.formatting import milliseconds, percent, rating_text
-from persona_runner.report_model import ModuleReport, Report
+from persona_runner.report_model import ModuleReport, Report, error_rate
 from persona_runner.text import one_line
 
 ERRORS_PER_MODULE = 3
@@ -23,9 +23,10 @@ MAX_PERSONAS = 40
 MAX_CELL = 160
 
 
-#: What would start an HTML tag, comment or entity, a link or an image, or end a table cell. A ">" can only
-#: quote at the start of a line, where no text of ours ever stands, so "->" stays readable.
-_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", "|": "\\|", "[": "\\[", "]": "\\]"})
+#: What would start an HTML tag, comment or entity, a link or an image, a code span (inside which an
+#: escaped "<" would show as "&lt;"), or end a table cell. A ">" can only quote at the start of a line,
+#: where no text of ours ever stands, so "->" stays readable.
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`"})
 
 
 def cell(text: str) -> str:
@@ -33,15 +34,16 @@ def cell(text: str) -> str:
     return one_line(text, MAX_CELL).translate(_MARKUP)
 
 
-def code(text: str) -> str:
+def code(text: str, *, in_table: bool = True) -> str:
     """Text as an inline code span, for names.
 
     HTML and Markdown inside a code span are shown, not rendered, so only a
     backtick could end the span early: the fence is one backtick longer than
     the longest run of them inside. A pipe still ends a table cell unless
-    escaped, even there.
+    escaped, even there; outside a table the escape would show.
     """
-    flat = one_line(text, MAX_CELL).replace("|", "\\|")
+    flat = one_line(text, MAX_CELL)
+    flat = flat.replace("|", "\\|") if in_table else flat
     fence = "`" * (1 + max(map(len, re.findall("`+", flat)), default=0))
     pad = " " if flat.startswith("`") or flat.endswith("`") else ""
     return f"{fence}{pad}{flat}{pad}{fence}"
@@ -101,7 +103,7 @@ def render_markdown(report: Report) -> str:
         f"## Persona feedback: {cell(report.scope.label)}",
         "",
         f"{totals.personas} personas, {totals.ticks} ticks, {totals.calls} calls, "
-        f"{totals.errors} errors ({percent(totals.errors / totals.calls if totals.calls else None)}), {totals.ratings} ratings.",
+        f"{totals.errors} errors ({percent(error_rate(totals.calls, totals.errors))}), {totals.ratings} ratings.",
         "",
         "### What changed",
         *_changes(report),

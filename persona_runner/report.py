@@ -36,6 +36,7 @@ from persona_runner.report_model import (
     ToolStats,
     Totals,
     TrendPoint,
+    error_rate,
     error_rates_differ,
     ratings_differ,
 )
@@ -275,10 +276,6 @@ def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: di
     return {module: value / weight for module, value in weighted.items()} if weight else {}
 
 
-def _error_rate(calls: int, errors: int) -> float | None:
-    return errors / calls if calls else None
-
-
 def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[str, list[TrendPoint]]]:
     """Rating and error rate per day (a window) or per run (a set of runs), per module."""
     if scope.kind == "runs":
@@ -297,7 +294,7 @@ def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[
         row = counts.get((bucket, module))
         calls, errors = (row.calls, int(row.errors)) if row else (0, 0)
         trend[module].append(
-            TrendPoint(bucket=bucket, rating=ratings.get((bucket, module), RatingStats()), calls=calls, errors=errors, error_rate=_error_rate(calls, errors))
+            TrendPoint(bucket=bucket, rating=ratings.get((bucket, module), RatingStats()), calls=calls, errors=errors, error_rate=error_rate(calls, errors))
         )
     return by, trend
 
@@ -328,7 +325,7 @@ def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> 
         errors_moved = bool(error_rates_differ(calls_before, errors_before, now.calls, now.errors))
         if not (rating_moved or errors_moved):
             continue
-        rate_before = _error_rate(calls_before, errors_before)
+        rate_before = error_rate(calls_before, errors_before)
         parts = []
         if before.mean is not None and now.rating.mean is not None:
             parts.append(f"mean rating {before.mean:.1f} -> {now.rating.mean:.1f}")
@@ -429,7 +426,7 @@ def _module_reports(
                 rating=ratings.get(module, RatingStats()),
                 calls=calls,
                 errors=module_errors,
-                error_rate=_error_rate(calls, module_errors),
+                error_rate=error_rate(calls, module_errors),
                 tools=module_tools,
                 tools_used=used,
                 tools_offered=offered_here,

@@ -12,7 +12,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, NonNegativeInt, model_validator
 
 RATING_MIN, RATING_MAX = 1.0, 5.0
 Z975 = 1.959964
@@ -48,7 +48,7 @@ class RatingStats(BaseModel):
     The interval needs two ratings; with one, mean is known but the noise is not.
     """
 
-    n: int = 0
+    n: NonNegativeInt = 0
     mean: float | None = None
     sd: float | None = None
     ci_low: float | None = None
@@ -113,6 +113,11 @@ def error_rates_differ(calls_before: int, errors_before: int, calls_after: int, 
     return difference / math.sqrt(pooled * (1 - pooled) * spread) > Z975
 
 
+def error_rate(calls: int, errors: int) -> float | None:
+    """Errors per call; None where no call was made, which is not the same as no errors."""
+    return errors / calls if calls else None
+
+
 class Scope(BaseModel):
     """What a report covers: a time window [since, until) or a set of runs."""
 
@@ -123,11 +128,27 @@ class Scope(BaseModel):
     run_ids: list[str] = []
 
 
-class ToolStats(BaseModel):
+class Counted(BaseModel):
+    """Figures of calls and of the errors among them.
+
+    A report read back from a file (a baseline kept in a repository) may have
+    been edited by hand; counts no store could produce are refused when it is
+    read, rather than failing a statistic later.
+    """
+
+    calls: NonNegativeInt
+    errors: NonNegativeInt
+
+    @model_validator(mode="after")
+    def _errors_among_calls(self) -> Counted:
+        if self.errors > self.calls:
+            raise ValueError(f"{self.errors} errors among {self.calls} calls")
+        return self
+
+
+class ToolStats(Counted):
     tool: str
     module: str
-    calls: int
-    errors: int
     error_rate: float
     p50_ms: float | None
     p95_ms: float | None
@@ -136,7 +157,7 @@ class ToolStats(BaseModel):
 
 class ErrorCount(BaseModel):
     message: str
-    count: int
+    count: NonNegativeInt
 
 
 class Note(BaseModel):
@@ -147,21 +168,17 @@ class Note(BaseModel):
     created_at: datetime
 
 
-class TrendPoint(BaseModel):
+class TrendPoint(Counted):
     """One day or one run of one module."""
 
     bucket: str
     rating: RatingStats
-    calls: int
-    errors: int
     error_rate: float | None
 
 
-class ModuleReport(BaseModel):
+class ModuleReport(Counted):
     module: str
     rating: RatingStats
-    calls: int
-    errors: int
     error_rate: float | None
     tools: list[ToolStats]
     tools_used: list[str]
@@ -175,12 +192,10 @@ class ModuleReport(BaseModel):
     trend: list[TrendPoint]
 
 
-class PersonaReport(BaseModel):
+class PersonaReport(Counted):
     persona_id: str
     name: str
-    ticks: int
-    calls: int
-    errors: int
+    ticks: NonNegativeInt
     ratings: dict[str, RatingStats]
 
 
@@ -198,13 +213,17 @@ class Change(BaseModel):
     worse: bool
 
 
-class Totals(BaseModel):
-    ticks: int
-    calls: int
-    errors: int
-    ratings: int
-    personas: int
-    tick_statuses: dict[str, int]
+class Totals(Counted):
+    ticks: NonNegativeInt
+    ratings: NonNegativeInt
+    personas: NonNegativeInt
+    tick_statuses: dict[str, NonNegativeInt]
+
+    @model_validator(mode="after")
+    def _statuses_among_ticks(self) -> Totals:
+        if sum(self.tick_statuses.values()) > self.ticks:
+            raise ValueError(f"tick_statuses count {sum(self.tick_statuses.values())} ticks of {self.ticks}")
+        return self
 
 
 class Report(BaseModel):

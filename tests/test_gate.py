@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import junitparser
 import pytest
 
 from persona_runner.cli import main
-from persona_runner.gate import GateResult, Thresholds, compare, render_junit, render_markdown
+from persona_runner.gate import MARKDOWN_ROWS, GateResult, Thresholds, compare, render_junit, render_markdown
 from tests.test_report import NOW, OFFERED, Call, StoreBuilder, invoke, render_as_github, run_report
 
 PERSONAS = ("ann", "bob", "cy")
@@ -162,6 +163,8 @@ def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
     assert insufficient[("todo.delete", "error_rate")] == "too little data: 0 baseline calls, 2 candidate calls (need 10 candidate calls)"
     assert insufficient[("calendar.add", "p95_latency")] == "too little data: 1 baseline calls, 2 candidate calls (need 40 on each side for a p95)"
     assert insufficient[("run", "failed_ticks")] == "too little data: 1 baseline ticks, 1 candidate ticks (need 10 on each side)"
+    # A few calls leave tools unused by chance: coverage is not judged on them.
+    assert insufficient[("todo", "coverage")] == "too little data: 1 baseline calls, 6 candidate calls in this module (need 10 on each side)"
     assert "| ⚪ too little data | `todo` | error rate | too little data: 1 baseline calls, 6 candidate calls (need 10 on each side) |" in render_markdown(result)
 
 
@@ -259,6 +262,19 @@ def test_markdown_summary_shows_names_and_messages_as_text(store: StoreBuilder) 
     assert "<td>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt; was used in the baseline and is not offered by the candidate</td>" in page
 
 
+def test_the_markdown_summary_fits_a_pull_request_comment_however_many_checks(store: StoreBuilder) -> None:
+    steady_run(store, "base")
+    steady_run(store, "cand", faulty="calendar.add")
+    result = gate_result(store, "base", "cand")
+    many = result.model_copy(update={"checks": result.checks * 40})
+    summary = render_markdown(many)
+    assert len(summary) < 65_536
+    shown = [line for line in summary.splitlines() if line.startswith("| ❌") or line.startswith("| ⚪") or line.startswith("| ✅")]
+    assert len(shown) == MARKDOWN_ROWS and shown[0].startswith("| ❌ fail")
+    left = len(many.checks) - MARKDOWN_ROWS
+    assert f"…and {left} more checks (" in summary and summary.rstrip().endswith("the JUnit file lists every check.")
+
+
 def test_junit_has_one_case_per_check_and_reads_in_a_junit_parser(store: StoreBuilder, tmp_path: Path) -> None:
     store.run("small", NOW)
     store.tick("small", "ann", NOW, [("todo.create", 10)], {"todo": 4})
@@ -336,6 +352,35 @@ def test_gate_usage_errors_exit_2(store: StoreBuilder, tmp_path: Path, monkeypat
     code, output = invoke("gate", "--baseline", baseline, "--candidate", candidate, "--db", "results.db", "--junit", "gate.xml")
     assert (code, message in output) == (2, True), output
     assert not Path("gate.xml").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("errors", 10_000, "first: modules.0: 10000 errors among"),
+        ("calls", -48, "first: modules.0.calls: Input should be greater than or equal to 0"),
+    ],
+)
+def test_a_baseline_edited_into_impossible_counts_is_a_usage_error(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, value: int, problem: str
+) -> None:
+    steady_run(store, "base")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("runs", "export", "base", "--db", "results.db", "--out", "baseline.json")[0] == 0
+    exported = json.loads(Path("baseline.json").read_text())
+    exported["modules"][0][field] = value
+    Path("baseline.json").write_text(json.dumps(exported))
+    code, output = invoke("gate", "--baseline", "baseline.json", "--candidate", "base", "--db", "results.db")
+    assert code == 2 and problem in output, output
+
+
+def test_junit_and_markdown_are_written_both_or_neither(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    steady_run(store, "base")
+    monkeypatch.chdir(tmp_path)
+    Path("summary.md").mkdir()
+    code, output = invoke("gate", "--baseline", "base", "--candidate", "base", "--db", "results.db", "--junit", "gate.xml", "--markdown", "summary.md")
+    assert code == 2 and output.startswith("cannot write summary.md: Is a directory"), output
+    assert not Path("gate.xml").exists() and not list(Path(".").glob(".*.tmp"))
 
 
 def test_console_script_exits_with_the_verdict(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

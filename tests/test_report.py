@@ -27,7 +27,7 @@ from persona_runner.errors import UserError
 from persona_runner.formatting import utc_minute
 from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
 from persona_runner.render_html import render_html
-from persona_runner.render_md import render_markdown
+from persona_runner.render_md import cell, code, render_markdown
 from persona_runner.report import build_report, runs_scope, window_scope
 from persona_runner.report_model import RatingStats, Report, error_rates_differ, rating_noise, ratings_differ, t_quantile_975
 
@@ -498,3 +498,18 @@ def test_runs_list_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     exported = Report.model_validate_json((tmp_path / "baseline.json").read_text())
     assert exported.model_dump(exclude={"generated_at", "previous", "changes"}) == run_report(store, "r1").model_dump(exclude={"generated_at", "previous", "changes"})
     assert invoke("runs", "export", "nope", "--db", "results.db")[0] == 2
+
+
+def test_labels_are_shown_as_text_not_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
+    store.run("r0", NOW, label="nightly [/x] [red]1.2")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    code, output = invoke("runs", "list", "--db", "results.db")
+    assert code == 0 and "nightly [/x] [red]1.2" in output
+
+
+def test_markdown_text_and_code_spans_show_what_was_written() -> None:
+    # No code span forms inside a cell, so the escaped "<" reads as "<", not as "&lt;".
+    assert cell("use `<b>` here") == "use \\`&lt;b>\\` here"
+    assert code("todo.l|st") == "`todo.l\\|st`" and code("todo.l|st", in_table=False) == "`todo.l|st`"

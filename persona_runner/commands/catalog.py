@@ -39,7 +39,7 @@ def validate(path: PathArgument = None) -> None:
 def show(path: PathArgument = None) -> None:
     """List the personas and the spaces they share."""
     catalog = catalog_from(path)
-    console = Console()
+    console = Console(markup=False)  # the catalog's text, never markup
     console.print(_personas_table(catalog))
     if catalog.spaces:
         console.print(_spaces_table(catalog))

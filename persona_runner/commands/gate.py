@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from persona_runner.commands.options import DbOption, store_from, write_atomic
+from persona_runner.commands.options import DbOption, store_from, write_all_atomic
 from persona_runner.errors import UserError
 from persona_runner.gate import GateResult, Thresholds, compare, load_baseline_file, render_junit, render_markdown
 from persona_runner.report import build_report, runs_scope
@@ -74,10 +74,8 @@ def gate(
         min_coverage=min_coverage,
     )
     result = compare(before, after, limits, baseline_label=label)
-    if junit:
-        write_atomic(junit, render_junit(result))
-    if markdown:
-        write_atomic(markdown, render_markdown(result))
+    # Both files or neither: CI never finds one file of the verdict and not the other.
+    write_all_atomic([(path, render(result)) for path, render in ((junit, render_junit), (markdown, render_markdown)) if path])
     typer.echo("\n".join(_explain(result)))
     if not result.passed:
         raise typer.Exit(1)  # the verdict is the exit code CI reads

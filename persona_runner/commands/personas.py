@@ -7,6 +7,7 @@ from datetime import datetime
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from persona_runner.commands.options import DbOption, store_from
 from persona_runner.errors import UserError
@@ -14,7 +15,8 @@ from persona_runner.formatting import utc_minute
 from persona_runner.personas_view import RECENT_DAYS, activity, recent_actions
 
 personas_app = typer.Typer(help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True)
-out = Console()
+# Everything shown comes from the catalog, the store or the product: text, never markup.
+out = Console(markup=False)
 
 
 def _when(moment: datetime | None) -> str:
@@ -58,7 +60,7 @@ def show(name: str, db: DbOption = None) -> None:
         raise UserError(f"no persona named {name!r} in the results store (known: {known})")
     row = rows[0]
     p = row.persona
-    out.print(f"[bold]{p.name}[/] <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}")
+    out.print(Text(p.name, style="bold") + f" <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}")
     out.print(f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days")
     mix = ", ".join(f"{module} {weight:g}" for module, weight in p.module_mix.items())
     out.print(f"module mix: {mix}")

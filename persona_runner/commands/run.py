@@ -141,7 +141,7 @@ def run(
             def done(record: TickRecord) -> None:
                 progress.advance(task)
                 if record.status not in RAN_STATUSES:
-                    err.print(f"[red]{record.persona.name}[/]: {record.status}: {escape(record.error or '')}")
+                    err.print(f"[red]{escape(record.persona.name)}[/]: {record.status}: {escape(record.error or '')}")
 
             return await execute_run(
                 replace(settings, target=url), personas, secret=secret, store=store, make_driver=new_driver, spaces=loaded.spaces,
@@ -170,7 +170,8 @@ def print_run(result: RunResult) -> None:
     for t in result.ticks:
         status = t.status if t.status == "ok" else f"[red]{t.status}[/]"
         ratings = " ".join(f"{r.module} {r.rating}" for r in t.ratings) or (t.error or "-")
-        table.add_row(t.persona.name, status, str(len(t.calls)), str(t.errors), ", ".join(t.modules_used()), ratings)
+        # Module names and errors come from the product: shown as text, never read as markup.
+        table.add_row(escape(t.persona.name), status, str(len(t.calls)), str(t.errors), escape(", ".join(t.modules_used())), escape(ratings))
     out.print(table)
     modules = sorted({call.module for t in result.ticks for call in t.calls})
     for module in modules:
@@ -178,6 +179,6 @@ def print_run(result: RunResult) -> None:
         ratings = [r.rating for t in result.ticks for r in t.ratings if r.module == module]
         error_rate = sum(1 for c in calls if c.product_error) / len(calls)
         rated = f"mean rating {mean(ratings):.1f} ({len(ratings)} ratings)" if ratings else "no ratings"
-        out.print(f"  {module:<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
+        out.print(f"  {escape(module):<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
     if result.stopped_early:
         err.print(f"[yellow]stopped early:[/] {escape(result.stopped_early)}")

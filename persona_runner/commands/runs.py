@@ -42,7 +42,7 @@ def list_runs(
     for row in rows:
         driver = f"{row.driver} ({row.model})" if row.model else row.driver
         table.add_row(row.run_id, row.label or "-", utc_minute(row.started_at), driver, str(row.ticks), row.status)
-    Console().print(table)
+    Console(markup=False).print(table)  # labels are the user's text, never markup
 
 
 @runs_app.command("export")
