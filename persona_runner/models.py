@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, false
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, false
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -105,6 +105,12 @@ class PersonaAction(ResultsTable, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     latency_ms: float
     created_at: datetime = Field(default_factory=utcnow)
+
+
+
+#: In SQL, an action that is an error the product caused: a refused probe (bad input sent on
+#: purpose) is the persona's doing. `RecordedCall.product_error` is the same rule in Python.
+PRODUCT_ERROR = and_(PersonaAction.__table__.c.result == "error", PersonaAction.__table__.c.probe == false())  # type: ignore[attr-defined]
 
 
 class PersonaFeedback(ResultsTable, table=True):

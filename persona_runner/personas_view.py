@@ -9,7 +9,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from persona_runner.models import Persona, PersonaAction, PersonaFeedback, utcnow
+from persona_runner.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, utcnow
 
 RECENT_DAYS = 7
 
@@ -37,7 +37,7 @@ def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActi
                 select(
                     PersonaAction.persona_id,
                     func.count().label("actions"),
-                    func.sum(case(((PersonaAction.result == "error") & ~PersonaAction.probe, 1), else_=0)).label("errors"),
+                    func.sum(case((PRODUCT_ERROR, 1), else_=0)).label("errors"),
                 )
                 .where(PersonaAction.persona_id.in_(ids), PersonaAction.created_at >= since)  # type: ignore[attr-defined]
                 .group_by(PersonaAction.persona_id)

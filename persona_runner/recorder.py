@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import delete
@@ -36,13 +37,14 @@ class RecordedCall:
     outcome: CallOutcome
     at: datetime
 
-    @property
+    @cached_property
     def input_hash(self) -> str:
+        """Hashed once: the transcript and the action row both carry it."""
         return input_hash(self.outcome.arguments)
 
     @property
     def product_error(self) -> bool:
-        """An error the product caused: a refused probe is the persona's doing, not the product's."""
+        """An error the product caused: a refused probe is the persona's doing (`models.PRODUCT_ERROR` in SQL)."""
         return not self.outcome.ok and not self.outcome.probe
 
     def transcript_entry(self) -> dict[str, Any]:
@@ -91,10 +93,8 @@ class TickRecord:
         return sum(1 for call in self.calls if call.product_error)
 
     def modules_used(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for call in self.calls:
-            seen.setdefault(call.module, None)
-        return list(seen)
+        """Each module called, in the order of its first call."""
+        return list(dict.fromkeys(call.module for call in self.calls))
 
     def summary(self) -> str:
         modules = ", ".join(self.modules_used()) or "no modules"

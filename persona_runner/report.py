@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Date, Integer, and_, case, cast, false, func, or_, select, true
+from sqlalchemy import Date, Integer, and_, case, cast, func, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.db import describe
 from persona_runner.errors import UserError
 from persona_runner.formatting import percent
-from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
 from persona_runner.report_model import (
     Change,
     ErrorCount,
@@ -104,9 +104,7 @@ def _in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
     return and_(moment >= scope.since, moment < scope.until)
 
 
-#: An error the product caused; a refused probe (bad input sent on purpose) is the persona's doing.
-_IS_PRODUCT_ERROR = and_(ACTIONS.c.result == "error", ACTIONS.c.probe == false())
-_IS_ERROR = case((_IS_PRODUCT_ERROR, 1), else_=0)
+_IS_ERROR = case((PRODUCT_ERROR, 1), else_=0)
 
 
 def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> list[Any]:
@@ -130,9 +128,9 @@ def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     `percentile_cont` does: position h = (n-1)p, value = v[floor h] +
     frac(h) * (v[floor h + 1] - v[floor h]). SQLite has no such aggregate.
     """
-    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
     if conn.dialect.name != "postgresql":
         return _sqlite_tool_rows(conn, scope)
+    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
     counts = (func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
     percentiles = [func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()]
     return list(conn.execute(select(*keys, *counts, *percentiles).where(_in_scope(ACTIONS, scope)).group_by(*keys)))
@@ -210,7 +208,7 @@ def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
     message = func.coalesce(ACTIONS.c.error_message, "(no message)").label("message")
     grouped = (
         select(ACTIONS.c.module, message, func.count().label("count"))
-        .where(_in_scope(ACTIONS, scope), _IS_PRODUCT_ERROR)
+        .where(_in_scope(ACTIONS, scope), PRODUCT_ERROR)
         .group_by(ACTIONS.c.module, message)
         .subquery()
     )

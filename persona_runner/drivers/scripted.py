@@ -151,9 +151,10 @@ def listed(structured: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 class ScriptedDriver:
     """Plays one persona for one day from a seed; see the module docstring."""
 
-    def __init__(self, name: str = "scripted", model: str | None = None) -> None:
-        self.name = name
-        self.model = model
+    name = "scripted"
+    model: str | None = None
+
+    def __init__(self) -> None:
         self.usage = Usage()
         self.surprises: list[str] = []
         self.exchanges: list[dict[str, Any]] = []
