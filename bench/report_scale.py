@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection
 
-from persona_runner.db import describe, open_store, resolve_url
-from persona_runner.render_html import render_html
-from persona_runner.report import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, build_report, window_scope
+from persona_runner.store.db import describe, open_store, resolve_url
+from persona_runner.reporting.html import render_html
+from persona_runner.reporting.aggregate import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, build_report, window_scope
 
 MODULES = {
     "todo": ["create", "list", "complete", "delete"],

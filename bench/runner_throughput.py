@@ -57,14 +57,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from persona_runner.catalog import Catalog, PersonaSpec, SpaceSpec, default_catalog_path, load_catalog
-from persona_runner.client import ProductClient
+from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
-from persona_runner.db import open_store
-from persona_runner.drivers.base import Act, Day
+from persona_runner.store.db import open_store
+from persona_runner.domain import Act, Day
 from persona_runner.drivers.scripted import ScriptedDriver
-from persona_runner.models import Transcript
-from persona_runner.runner import RunResult, RunSettings, execute_run
-from persona_runner.seeding import seed_catalog
+from persona_runner.store.models import Transcript
+from persona_runner.run.runner import RunResult, RunSettings, execute_run
+from persona_runner.run.seeding import seed_catalog
 
 TARGET_RATIO = 0.9
 #: A fixed day, run seed and id seed: every round plays and replays exactly the same calls.

@@ -20,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from persona_runner.drivers.base import PersonaProfile
-from persona_runner.errors import UserError
+from persona_runner.domain import PersonaProfile
+from persona_runner.util.errors import UserError
 
 CATALOG_FILE = "catalog.json"
 #: Personas log in to a real product: their addresses must never route to a real mailbox.

@@ -15,7 +15,7 @@ from persona_runner.commands.run import run
 from persona_runner.commands.runs import runs_app
 from persona_runner.commands.seed import seed
 from persona_runner.commands.serve import serve
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 
 #: The exit code typer gives a command stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 
 SECRET_VAR = "PERSONA_SEED_SECRET"
 ENV_VAR = "PERSONA_ENV"

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from persona_runner.drivers.base import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, ToolInfo, TurnLimitReached
+from persona_runner.domain import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, ToolInfo, TurnLimitReached
 from persona_runner.drivers.factory import make_driver
 
 

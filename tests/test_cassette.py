@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from persona_runner.cassette import Cassette, first_difference, request_key
-from persona_runner.drivers.base import CallOutcome, Day, Verdict
+from persona_runner.drivers.cassette import Cassette, first_difference, request_key
+from persona_runner.domain import CallOutcome, Day, Verdict
 from persona_runner.drivers.factory import make_driver
 from persona_runner.drivers.llm import LLMDriver, ProviderError
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 from tests.fake_provider import PROVIDERS, Call, FakeProvider, RecordingAct, driver_for, fake_provider, make_day
 
 pytestmark = pytest.mark.anyio

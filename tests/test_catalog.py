@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from persona_runner.catalog import CatalogError, default_catalog_path, load_catalog
 from persona_runner.commands.catalog import catalog_app
-from persona_runner.drivers.base import PersonaProfile
-from persona_runner.errors import UserError
-from persona_runner.runner import sharing_groups
+from persona_runner.domain import PersonaProfile
+from persona_runner.util.errors import UserError
+from persona_runner.run.runner import sharing_groups
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "catalog.json"

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from persona_runner.credentials import DEV_SECRET, derive_password, seed_secret
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 

@@ -12,7 +12,7 @@ import junitparser
 import pytest
 
 from persona_runner.cli import main
-from persona_runner.gate import MARKDOWN_ROWS, GateResult, Thresholds, compare, render_junit, render_markdown
+from persona_runner.reporting.gate import MARKDOWN_ROWS, GateResult, Thresholds, compare, render_junit, render_markdown
 from tests.test_report import NOW, OFFERED, Call, StoreBuilder, invoke, render_as_github, run_report
 
 PERSONAS = ("ann", "bob", "cy")

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from persona_runner.budget import RunBudget
-from persona_runner.cassette import Cassette
+from persona_runner.drivers.budget import RunBudget
+from persona_runner.drivers.cassette import Cassette
 from persona_runner.drivers.factory import LLM_DRIVERS, base_url_for, check_keys, make_client, make_driver
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, ProviderError, RetryPolicy, retry_after_seconds
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 from tests.fake_provider import PROVIDERS, Call, FakeProvider, RecordingAct, driver_for, fake_provider, make_day
 
 pytestmark = pytest.mark.anyio

@@ -22,14 +22,14 @@ from persona_runner.commands.gate import gate as gate_command
 from persona_runner.commands.personas import personas_app
 from persona_runner.commands.report import report as report_command
 from persona_runner.commands.runs import runs_app
-from persona_runner.db import open_store
-from persona_runner.errors import UserError
-from persona_runner.formatting import utc_minute
-from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
-from persona_runner.render_html import render_html
-from persona_runner.render_md import cell, code, render_markdown
-from persona_runner.report import build_report, runs_scope, window_scope
-from persona_runner.report_model import RatingStats, Report, error_rates_differ, rating_noise, ratings_differ, t_quantile_975
+from persona_runner.store.db import open_store
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.formatting import utc_minute
+from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.reporting.html import render_html
+from persona_runner.reporting.markdown import cell, code, render_markdown
+from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
+from persona_runner.reporting.model import RatingStats, Report, error_rates_differ, rating_noise, ratings_differ, t_quantile_975
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OFFERED = ["todo.create", "todo.list", "todo.delete", "calendar.add", "calendar.list"]

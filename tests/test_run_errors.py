@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from persona_runner.catalog import default_catalog_path
-from persona_runner.db import open_store
-from persona_runner.models import Run
-from persona_runner.recorder import RecordError
-from persona_runner.runner import _write_run
+from persona_runner.store.db import open_store
+from persona_runner.store.models import Run
+from persona_runner.run.recorder import RecordError
+from persona_runner.run.runner import _write_run
 from tests.cli_helpers import ADMIN, SCRIPT, cli, served_product
 from tool_registry.modules import build_registry
 from tool_registry.server import BackgroundServer, free_port

@@ -19,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from persona_runner.drivers.base import CallOutcome, Day, PersonaProfile, ToolInfo, TurnLimitReached
+from persona_runner.domain import CallOutcome, Day, PersonaProfile, ToolInfo, TurnLimitReached
 from persona_runner.drivers.content import LEXICONS, SENTENCES
 from persona_runner.drivers.schema_args import INVALID_KINDS
 from persona_runner.drivers.scripted import ScriptedDriver, call_key

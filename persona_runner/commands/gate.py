@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from persona_runner.commands.options import DbOption, store_from, write_all_atomic
-from persona_runner.errors import UserError
-from persona_runner.gate import GateResult, Thresholds, compare, load_baseline_file, render_junit, render_markdown
-from persona_runner.report import build_report, runs_scope
-from persona_runner.report_model import Report
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.gate import GateResult, Thresholds, compare, load_baseline_file, render_junit, render_markdown
+from persona_runner.reporting.aggregate import build_report, runs_scope
+from persona_runner.reporting.model import Report
 
 
 def _is_file(baseline: str) -> bool:

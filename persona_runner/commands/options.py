@@ -14,9 +14,9 @@ import typer
 from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import Catalog, default_catalog_path, load_catalog
-from persona_runner.db import ENV_DB, StoreError, open_store
-from persona_runner.errors import UserError
-from persona_runner.urls import require_http_url
+from persona_runner.store.db import ENV_DB, StoreError, open_store
+from persona_runner.util.errors import UserError
+from persona_runner.util.urls import require_http_url
 
 CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Persona catalog. Default: ./catalog.json, else the shipped one.", show_default=False)]
 DbOption = Annotated[str | None, typer.Option("--db", help=f"Results store: a SQLite path or a postgresql:// URL. Default ${ENV_DB}, else ./persona-runner.db.", show_default=False)]

@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from persona_runner.commands.options import DbOption, store_from
-from persona_runner.errors import UserError
-from persona_runner.formatting import utc_minute
-from persona_runner.personas_view import RECENT_DAYS, activity, recent_actions
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.formatting import utc_minute
+from persona_runner.store.views import RECENT_DAYS, activity, recent_actions
 
 personas_app = typer.Typer(help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True)
 # Everything shown comes from the catalog, the store or the product: text, never markup.

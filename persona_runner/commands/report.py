@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from persona_runner.commands.options import DbOption, store_from, write_atomic
-from persona_runner.errors import UserError
-from persona_runner.render_html import render_html
-from persona_runner.render_md import render_markdown
-from persona_runner.report import build_report, runs_scope, window_scope
-from persona_runner.report_model import Report
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.html import render_html
+from persona_runner.reporting.markdown import render_markdown
+from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
+from persona_runner.reporting.model import Report
 
 REPORTS_DIR = Path("reports")
 DEFAULT_SINCE = "7d"

@@ -19,20 +19,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from persona_runner.budget import RunBudget
-from persona_runner.cassette import Cassette
-from persona_runner.client import DEFAULT_TIMEOUT, ProductClient, ProductError
+from persona_runner.drivers.budget import RunBudget
+from persona_runner.drivers.cassette import Cassette
+from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient, ProductError
 from persona_runner.commands.options import AdminTokenOption, CatalogOption, DbOption, TargetOption, catalog_from, store_from, user_errors_from
 from persona_runner.commands.seed import print_module_warnings, print_seed_report
 from persona_runner.commands.serve import DelayOption, FaultOption, build_product_app
 from persona_runner.credentials import seed_secret
-from persona_runner.db import describe, resolve_url
-from persona_runner.drivers.base import Driver, PersonaProfile
+from persona_runner.store.db import describe, resolve_url
+from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.drivers.factory import DRIVERS, check_keys, make_driver
-from persona_runner.errors import UserError
-from persona_runner.recorder import RecordError, TickRecord
-from persona_runner.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
-from persona_runner.seeding import seed_catalog
+from persona_runner.util.errors import UserError
+from persona_runner.run.recorder import RecordError, TickRecord
+from persona_runner.run.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
+from persona_runner.run.seeding import seed_catalog
 from tool_registry.server import BackgroundServer, ServerConfig
 
 # Lines are never wrapped, so a reason or the next command stays whole when output goes to a log.

@@ -11,8 +11,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from persona_runner.commands.options import DbOption, store_from, write_atomic
-from persona_runner.formatting import utc_minute
-from persona_runner.report import RUNS, TICKS, build_report, runs_scope, store_name
+from persona_runner.reporting.formatting import utc_minute
+from persona_runner.reporting.aggregate import RUNS, TICKS, build_report, runs_scope, store_name
 
 runs_app = typer.Typer(help="Recorded runs: list them to pick ids, export one as a gate baseline.", no_args_is_help=True)
 

@@ -7,12 +7,12 @@ from typing import Annotated
 import anyio
 import typer
 
-from persona_runner.client import ProductClient, ProductError
+from persona_runner.run.client import ProductClient, ProductError
 from persona_runner.commands.options import AdminTokenOption, CatalogOption, DbOption, TargetOption, catalog_from, store_from, user_errors_from
 from persona_runner.credentials import seed_secret
-from persona_runner.errors import UserError
-from persona_runner.recorder import RecordError
-from persona_runner.seeding import SeedReport, seed_catalog
+from persona_runner.util.errors import UserError
+from persona_runner.run.recorder import RecordError
+from persona_runner.run.seeding import SeedReport, seed_catalog
 
 DEFAULT_TARGET = "http://127.0.0.1:8765"
 

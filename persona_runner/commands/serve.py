@@ -11,7 +11,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 from tool_registry.faults import FaultSpecError
 from tool_registry.policy import POLICY_MODES
 from tool_registry.server import Product, ServerConfig

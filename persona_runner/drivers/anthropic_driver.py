@@ -11,8 +11,8 @@ from typing import Any
 
 import anthropic
 
-from persona_runner.canonical import canonical_json
-from persona_runner.drivers.base import Usage
+from persona_runner.util.canonical import canonical_json
+from persona_runner.domain import Usage
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, Reply, ToolCall, ToolResult, json_safe
 
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx2
 
-from persona_runner.budget import RunBudget
-from persona_runner.cassette import Cassette
+from persona_runner.drivers.budget import RunBudget
+from persona_runner.drivers.cassette import Cassette
 from persona_runner.drivers import anthropic_driver, openai_driver
-from persona_runner.drivers.base import Driver
+from persona_runner.domain import Driver
 from persona_runner.drivers.llm import LLMDriver, RetryPolicy
 from persona_runner.drivers.scripted import ScriptedDriver
-from persona_runner.errors import UserError
-from persona_runner.urls import require_http_url
+from persona_runner.util.errors import UserError
+from persona_runner.util.urls import require_http_url
 
 LLM_DRIVERS: dict[str, type[LLMDriver]] = {"anthropic": anthropic_driver.AnthropicDriver, "openai": openai_driver.OpenAIDriver}
 #: Every driver a run can name: the offline one first, then the language models.

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import anyio
 
-from persona_runner.budget import RunBudget
-from persona_runner.canonical import canonical_json
-from persona_runner.cassette import CassetteMiss
-from persona_runner.drivers.base import Act, CallOutcome, Day, Rating, TurnLimitReached, Usage, Verdict
+from persona_runner.drivers.budget import RunBudget
+from persona_runner.util.canonical import canonical_json
+from persona_runner.drivers.cassette import CassetteMiss
+from persona_runner.domain import Act, CallOutcome, Day, MindError, Rating, TurnLimitReached, Usage, Verdict
 from persona_runner.drivers.tool_names import ToolNames
 
 RATING_TOOL = "submit_ratings"
@@ -45,7 +45,7 @@ REPLAY_FRAMING_HINT = (
 
 
 
-class ProviderError(Exception):
+class ProviderError(MindError):
     """The model could not answer, so the tick fails with this message and the run carries on.
 
     Raised when the per-tick retry budget is spent, when the provider refuses a

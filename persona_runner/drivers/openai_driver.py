@@ -15,8 +15,8 @@ from typing import Any
 import httpx2
 import openai
 
-from persona_runner.cassette import TOOL_ERROR_PREFIX
-from persona_runner.drivers.base import Usage
+from persona_runner.drivers.cassette import TOOL_ERROR_PREFIX
+from persona_runner.domain import Usage
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, Reply, ToolCall, ToolResult
 
 #: The host of OpenAI's own API; any other base URL is an OpenAI-compatible server.

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
-from persona_runner.drivers.base import Act, CallOutcome, Day, Rating, ToolInfo, TurnLimitReached, Usage, Verdict
+from persona_runner.domain import Act, CallOutcome, Day, Rating, ToolInfo, TurnLimitReached, Usage, Verdict
 from persona_runner.drivers.content import Writer, key_word
 from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, Filler, Probe, probes, resolve
-from persona_runner.text import one_line
+from persona_runner.util.text import one_line
 
 SLOW_MS = 1000.0
 CHAOS = "chaos"

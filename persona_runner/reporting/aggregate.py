@@ -20,11 +20,12 @@ from sqlalchemy import Date, Integer, and_, case, cast, func, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from persona_runner.db import describe
-from persona_runner.errors import UserError
-from persona_runner.formatting import percent
-from persona_runner.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
-from persona_runner.report_model import (
+from persona_runner.domain import module_of_tool
+from persona_runner.store.db import describe
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.formatting import percent
+from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.reporting.model import (
     Change,
     ErrorCount,
     ModuleReport,
@@ -351,10 +352,6 @@ def _tool_stats(row: Any) -> ToolStats:
     return ToolStats(tool=row.tool_name, module=row.module, calls=calls, errors=errors, error_rate=errors / calls, **latencies)
 
 
-def _module_of(tool: str, known: dict[str, str]) -> str:
-    return known.get(tool) or tool.split(".", 1)[0]
-
-
 def _sorted_union(*groups: Iterable[str]) -> list[str]:
     return sorted(set().union(*groups))
 
@@ -369,7 +366,7 @@ def _offered_by_module(conn: Connection, scope: Scope, tools: list[ToolStats]) -
         offered, module_of = set(seen), seen | module_of
     by_module: dict[str, list[str]] = defaultdict(list)
     for tool_name in sorted(offered):
-        by_module[_module_of(tool_name, module_of)].append(tool_name)
+        by_module[module_of_tool(tool_name, module_of.get(tool_name))].append(tool_name)
     return basis, by_module
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from persona_runner.formatting import milliseconds, percent, rating_text
-from persona_runner.report_model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
+from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
 
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from persona_runner.formatting import milliseconds, percent, rating_text
-from persona_runner.report_model import ModuleReport, Report, error_rate
-from persona_runner.text import one_line
+from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.model import ModuleReport, Report, error_rate
+from persona_runner.util.text import one_line
 
 ERRORS_PER_MODULE = 3
 NOTES_PER_MODULE = 3

@@ -20,12 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from persona_runner.catalog import PersonaSpec, SpaceSpec
-from persona_runner.client import ProductClient
+from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
-from persona_runner.drivers.base import Driver, PersonaProfile
-from persona_runner.models import Run, utcnow
-from persona_runner.recorder import RecordError, TickRecord
-from persona_runner.tick import TickPlan, run_tick
+from persona_runner.domain import Driver, PersonaProfile
+from persona_runner.store.models import Run, utcnow
+from persona_runner.run.recorder import RecordError, TickRecord
+from persona_runner.run.tick import TickPlan, run_tick
 
 RAN_STATUSES = ("ok", "rating_unparsed")
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
-from persona_runner.models import ResultsTable
+from persona_runner.store.models import ResultsTable
 
 DEFAULT_DB = "persona-runner.db"
 ENV_DB = "PERSONA_RUNNER_DB"

@@ -1,4 +1,7 @@
-"""The driver interface: who decides what a persona does next, and what it thought.
+"""The shared types of the harness: who a persona is, the day it lives, what it did and thought.
+
+The runner and the drivers both speak these types, and neither imports the
+other's modules for them: drivers import this module and nothing of the runner.
 
 A tick hands a driver a `Day` (who the persona is, which date it lives through,
 which tools the product offers) and an `act` coroutine. The driver calls
@@ -41,9 +44,14 @@ class SpaceInfo:
     role: str
 
 
-def module_from_name(tool: str) -> str:
-    """`todo.create` -> `todo`: the module when the product says nothing more."""
-    return tool.split(".", 1)[0]
+def module_of_tool(tool: str, declared: str | None = None) -> str:
+    """The module a call counts against: the tool's own (`_meta.module`) when it declares one, else
+    the prefix of its name before the first dot (`todo.create` -> `todo`).
+
+    One rule for the runner that records calls and the reports that read them back, so a call is
+    never filed under one module when made and another when counted.
+    """
+    return declared or tool.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class Day:
     def module_of(self, tool: str) -> str:
         """The module of a call: the tool's own (`_meta.module`), else its name's prefix."""
         info = self.tool(tool)
-        return info.module if info else module_from_name(tool)
+        return info.module if info else module_of_tool(tool)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,15 @@ class Act(Protocol):
     """Make one tool call for the persona; `probe=True` marks a call sent to be refused."""
 
     async def __call__(self, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome: ...
+
+
+class MindError(Exception):
+    """The persona's mind failed: its driver could not decide or rate, so the tick fails with this
+    message and the run carries on.
+
+    Drivers raise their own kinds of it (a model provider that gave up, a cassette without the
+    answer); the runner catches this one, whichever driver played the day.
+    """
 
 
 class TurnLimitReached(Exception):

@@ -23,14 +23,13 @@ import anyio
 import httpx2
 from sqlalchemy.engine import Engine
 
-from persona_runner.client import ERROR_LIMIT, GatewayLost, McpSession, ProductClient, ProductError, personal_space, root_cause
-from persona_runner.drivers.base import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo, TurnLimitReached, Verdict
-from persona_runner.drivers.llm import ProviderError
-from persona_runner.models import utcnow
-from persona_runner.recorder import RecordedCall, RecordError, TickRecord, save_tick
-from persona_runner.text import truncate
+from persona_runner.run.client import ERROR_LIMIT, GatewayLost, McpSession, ProductClient, ProductError, personal_space, root_cause
+from persona_runner.domain import CallOutcome, Day, Driver, MindError, PersonaProfile, SpaceInfo, TurnLimitReached, Verdict
+from persona_runner.store.models import utcnow
+from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord, save_tick
+from persona_runner.util.text import truncate
 
-logger = logging.getLogger("persona_runner.tick")
+logger = logging.getLogger("persona_runner.run.tick")
 SHARED_SPACE_SHARE = 0.3
 #: The tick-wide guard fires this much after the per-call deadline, so a hanging
 #: call is always cut off (and recorded) by `act` first.
@@ -108,7 +107,7 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
         return "timeout", str(exc)
     if isinstance(exc, TimeoutError):
         return "timeout", f"tick exceeded its timeout of {plan.timeout:g} s after {calls} calls"
-    if isinstance(exc, ProductError | ProviderError):
+    if isinstance(exc, ProductError | MindError):
         return "failed", str(exc)
     if isinstance(exc, httpx2.TransportError):
         return "failed", truncate(f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}", ERROR_LIMIT)

@@ -43,8 +43,8 @@ from typing import Any
 
 import httpx2
 
-from persona_runner.canonical import canonical_json
-from persona_runner.errors import UserError
+from persona_runner.util.canonical import canonical_json
+from persona_runner.util.errors import UserError
 
 # Response headers the SDKs read (content type, retry hints, request ids); the rest are
 # transport details (encodings, lengths, cookies) that must not be replayed.

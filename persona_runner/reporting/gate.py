@@ -19,10 +19,10 @@ from xml.etree import ElementTree
 
 from pydantic import BaseModel, ValidationError
 
-from persona_runner.errors import UserError
-from persona_runner.formatting import milliseconds, percent, rating_text
-from persona_runner.render_md import cell, code, table
-from persona_runner.report_model import ModuleReport, RatingStats, Report, ToolStats, Totals, error_rates_differ, rating_noise, ratings_differ
+from persona_runner.util.errors import UserError
+from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.markdown import cell, code, table
+from persona_runner.reporting.model import ModuleReport, RatingStats, Report, ToolStats, Totals, error_rates_differ, rating_noise, ratings_differ
 
 MIN_CALLS = 10
 #: A p95 over fewer calls is one or two slow calls, not a distribution.

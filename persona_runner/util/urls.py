@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from persona_runner.errors import UserError
+from persona_runner.util.errors import UserError
 
 
 def require_http_url(url: str, source: str, example: str) -> str:

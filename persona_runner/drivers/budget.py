@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from persona_runner.drivers.base import Usage
+from persona_runner.domain import Usage
 
 
 class RunBudget:

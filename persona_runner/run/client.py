@@ -18,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
-from persona_runner.drivers.base import CallOutcome, SpaceInfo, ToolInfo, module_from_name
-from persona_runner.text import one_line, truncate
+from persona_runner.domain import CallOutcome, SpaceInfo, ToolInfo, module_of_tool
+from persona_runner.util.text import one_line, truncate
 
 ERROR_LIMIT = 500
 #: Seconds an HTTP request to the product may take (login, spaces, seeding); tool calls have the tick's own.
@@ -247,7 +247,7 @@ def tool_info(tool: Any) -> ToolInfo:
     return ToolInfo(
         name=tool.name,
         description=tool.description or "",
-        module=str(meta.get("module") or module_from_name(tool.name)),
+        module=module_of_tool(tool.name, str(meta.get("module") or "") or None),
         input_schema=dict(tool.input_schema),
         policy_hint=str(meta.get("policyHint", "read" if annotations and annotations.read_only_hint else "write")),
         read_only=bool(annotations and annotations.read_only_hint),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from persona_runner.report_model import RatingStats
+from persona_runner.reporting.model import RatingStats
 
 
 def percent(rate: float | None) -> str:

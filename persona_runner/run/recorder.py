@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
-from persona_runner.canonical import input_hash
-from persona_runner.drivers.base import CallOutcome, PersonaProfile, Rating
-from persona_runner.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
-from persona_runner.text import truncate
+from persona_runner.util.canonical import input_hash
+from persona_runner.domain import CallOutcome, PersonaProfile, Rating
+from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
+from persona_runner.util.text import truncate
 
 EXCERPT_LIMIT = 2000
 

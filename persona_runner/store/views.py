@@ -9,7 +9,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from persona_runner.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, utcnow
+from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, utcnow
 
 RECENT_DAYS = 7
 

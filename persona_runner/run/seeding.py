@@ -15,9 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from persona_runner.catalog import Catalog, PersonaSpec
-from persona_runner.client import ProductClient
+from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
-from persona_runner.recorder import RecordError, ensure_persona
+from persona_runner.run.recorder import RecordError, ensure_persona
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Doing the work: reaching the product, one persona's day (tick), recording it, and a run of many."""

@@ -1,0 +1,1 @@
+"""The results store: its tables, opening it on SQLite or PostgreSQL, and views over it."""
