@@ -97,7 +97,9 @@ def bare_app(spec: ToolSpec, backend: Backend, persona: Persona) -> Starlette:
     tool = describe_tool(spec)
     context = ToolContext(user_id=persona.user_id, space_id=persona.space_id, backend=backend)
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[tool])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -107,7 +109,9 @@ def bare_app(spec: ToolSpec, backend: Backend, persona: Persona) -> Starlette:
         return result
 
     server = Server("bare-todo", version="0.1.0", on_list_tools=list_tools, on_call_tool=call_tool)
-    return server.streamable_http_app(streamable_http_path="/mcp", json_response=True, stateless_http=False, host="127.0.0.1")
+    return server.streamable_http_app(
+        streamable_http_path="/mcp", json_response=True, stateless_http=False, host="127.0.0.1"
+    )
 
 
 async def create_persona(base_url: str) -> Persona:
@@ -135,7 +139,9 @@ async def open_client(target: Target) -> AsyncIterator[Client]:
         yield client
 
 
-async def call(client: Client, target: Target, name: str = TOOL, arguments: dict[str, Any] | None = None) -> types.CallToolResult:
+async def call(
+    client: Client, target: Target, name: str = TOOL, arguments: dict[str, Any] | None = None
+) -> types.CallToolResult:
     """One tool call; an error result means the benchmark is measuring the wrong thing, so it stops."""
     result = await client.call_tool(name, dict(ARGUMENTS) if arguments is None else arguments)
     if result.is_error:
@@ -209,7 +215,8 @@ async def measure(bare: Target, gateway: Target, *, calls: int, rounds: int, cli
             for target in order:
                 results.figures[(mode, target.label)].append(await run(target, calls))
         line = "  ".join(
-            f"{mode} bare {results.figures[(mode, 'bare')][-1]:.1f} gateway {results.figures[(mode, 'gateway')][-1]:.1f}" for mode in modes
+            f"{mode} bare {results.figures[(mode, 'bare')][-1]:.1f} gateway {results.figures[(mode, 'gateway')][-1]:.1f}"
+            for mode in modes
         )
         print(f"round {round_no + 1}/{rounds}: {line}", file=sys.stderr, flush=True)
     return results
@@ -226,7 +233,9 @@ def report(results: Results, *, calls: int, rounds: int, clients: int) -> str:
     lines.append(f"target: ratio >= {TARGET_RATIO}")
     spreads = []
     for mode in ("sequential", "concurrent"):
-        ratios = [g / b for b, g in zip(results.figures[(mode, "bare")], results.figures[(mode, "gateway")], strict=True)]
+        ratios = [
+            g / b for b, g in zip(results.figures[(mode, "bare")], results.figures[(mode, "gateway")], strict=True)
+        ]
         spreads.append(f"{mode} {min(ratios):.2f}-{max(ratios):.2f}")
     # The per-round spread says how far the machine's noise lets the medians be trusted.
     lines.append("ratio per round: " + ", ".join(spreads))
@@ -248,7 +257,9 @@ async def run_bench(product: Product, base_url: str, args: argparse.Namespace) -
         if listed != SEED_TASKS:
             raise BenchError(f"{TOOL} listed {listed} tasks, expected the {SEED_TASKS} seeded")
         with anyio.fail_after(args.budget):
-            results = await measure(bare, gateway, calls=args.calls, rounds=args.rounds, clients=args.concurrency, warmup=args.warmup)
+            results = await measure(
+                bare, gateway, calls=args.calls, rounds=args.rounds, clients=args.concurrency, warmup=args.warmup
+            )
     return report(results, calls=args.calls, rounds=args.rounds, clients=args.concurrency)
 
 
@@ -263,12 +274,16 @@ LIMITS: dict[str, tuple[int, int]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Throughput of todo.list through the gateway versus a bare MCP server.")
+    parser = argparse.ArgumentParser(
+        description="Throughput of todo.list through the gateway versus a bare MCP server."
+    )
     parser.add_argument("--calls", type=int, default=2000, help="calls per measurement (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per server and mode (default 5)")
     parser.add_argument("--concurrency", type=int, default=8, help="clients in the concurrent mode (default 8)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per server and mode first (default 200)")
-    parser.add_argument("--budget", type=int, default=1800, help="give up after this many seconds of measuring (default 1800)")
+    parser.add_argument(
+        "--budget", type=int, default=1800, help="give up after this many seconds of measuring (default 1800)"
+    )
     args = parser.parse_args(argv)
     for name, (low, high) in LIMITS.items():
         value = getattr(args, name)
@@ -286,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             with BackgroundServer(product.app()) as server:
                 print(anyio.run(run_bench, product, server.url, args))
         except TimeoutError:
-            print(f"gateway_overhead: measuring took longer than --budget {args.budget} s; lower --calls or --rounds", file=sys.stderr)
+            print(
+                f"gateway_overhead: measuring took longer than --budget {args.budget} s; lower --calls or --rounds",
+                file=sys.stderr,
+            )
             return 1
         except BenchError as exc:
             print(f"gateway_overhead: {exc}", file=sys.stderr)

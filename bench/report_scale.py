@@ -27,9 +27,18 @@ from typing import Any
 from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection
 
-from persona_runner.store.db import describe, open_store, resolve_url
+from persona_runner.reporting.aggregate import (
+    ACTIONS,
+    FEEDBACK,
+    PERSONAS,
+    RUNS,
+    TICKS,
+    TRANSCRIPTS,
+    build_report,
+    window_scope,
+)
 from persona_runner.reporting.html import render_html
-from persona_runner.reporting.aggregate import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, build_report, window_scope
+from persona_runner.store.db import describe, open_store, resolve_url
 
 MODULES = {
     "todo": ["create", "list", "complete", "delete"],
@@ -64,7 +73,9 @@ def bulk_insert(conn: Connection, table: Table, columns: list[str], rows: Iterat
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([json.dumps(value) if encode else value for value, encode in zip(row, as_json, strict=True)])
+                copy.write_row(
+                    [json.dumps(value) if encode else value for value, encode in zip(row, as_json, strict=True)]
+                )
         return
     statement = table.insert()
     for batch in _batched(rows):
@@ -77,19 +88,91 @@ def generate(conn: Connection, actions: int, personas: int, seed: int) -> None:
     end = datetime.now(UTC) - timedelta(minutes=5)
     mixes = [{module: rng.randint(0, 5) for module in MODULES} for _ in range(personas)]
     now = datetime.now(UTC)
-    bulk_insert(conn, PERSONAS, ["user_id", "email", "name", "archetype", "system_prompt", "module_mix", "tick_cadence", "created_at", "updated_at"],
-                ((f"p{i}", f"p{i}@personas.test", f"Persona {i}", "bench", "", mix, "daily", now, now) for i, mix in enumerate(mixes)))
-    bulk_insert(conn, RUNS, ["run_id", "label", "started_at", "status", "target", "driver", "seed", "config"],
-                ((f"run{day}", f"day {day}", end - timedelta(days=DAYS - day), "ok", "http://127.0.0.1/mcp", "scripted", day, {}) for day in range(DAYS)))
+    bulk_insert(
+        conn,
+        PERSONAS,
+        [
+            "user_id",
+            "email",
+            "name",
+            "archetype",
+            "system_prompt",
+            "module_mix",
+            "tick_cadence",
+            "created_at",
+            "updated_at",
+        ],
+        (
+            (f"p{i}", f"p{i}@personas.test", f"Persona {i}", "bench", "", mix, "daily", now, now)
+            for i, mix in enumerate(mixes)
+        ),
+    )
+    bulk_insert(
+        conn,
+        RUNS,
+        ["run_id", "label", "started_at", "status", "target", "driver", "seed", "config"],
+        (
+            (
+                f"run{day}",
+                f"day {day}",
+                end - timedelta(days=DAYS - day),
+                "ok",
+                "http://127.0.0.1/mcp",
+                "scripted",
+                day,
+                {},
+            )
+            for day in range(DAYS)
+        ),
+    )
     ticks = actions // 10
     offered = {"tools_offered": TOOLS}
-    bulk_insert(conn, TICKS, ["tick_id", "run_id", "persona_id", "persona_name", "tick_date", "started_at", "status", "driver", "seed", "tool_calls", "errors", "tokens_in", "tokens_out"],
-                _ticks(ticks, personas, end))
+    bulk_insert(
+        conn,
+        TICKS,
+        [
+            "tick_id",
+            "run_id",
+            "persona_id",
+            "persona_name",
+            "tick_date",
+            "started_at",
+            "status",
+            "driver",
+            "seed",
+            "tool_calls",
+            "errors",
+            "tokens_in",
+            "tokens_out",
+        ],
+        _ticks(ticks, personas, end),
+    )
     bulk_insert(conn, TRANSCRIPTS, ["tick_id", "body"], ((f"t{i}", offered) for i in range(ticks)))
-    bulk_insert(conn, ACTIONS, ["id", "persona_id", "tick_id", "run_id", "seq", "tool_name", "module", "input_hash", "result", "error_message", "latency_ms", "created_at"],
-                _actions(rng, actions, personas, mixes, end))
-    bulk_insert(conn, FEEDBACK, ["id", "persona_id", "tick_id", "run_id", "module", "rating", "notes", "created_at"],
-                _feedback(rng, ticks, personas, end))
+    bulk_insert(
+        conn,
+        ACTIONS,
+        [
+            "id",
+            "persona_id",
+            "tick_id",
+            "run_id",
+            "seq",
+            "tool_name",
+            "module",
+            "input_hash",
+            "result",
+            "error_message",
+            "latency_ms",
+            "created_at",
+        ],
+        _actions(rng, actions, personas, mixes, end),
+    )
+    bulk_insert(
+        conn,
+        FEEDBACK,
+        ["id", "persona_id", "tick_id", "run_id", "module", "rating", "notes", "created_at"],
+        _feedback(rng, ticks, personas, end),
+    )
 
 
 def _tick_time(tick: int, ticks: int, end: datetime) -> tuple[str, datetime]:
@@ -100,10 +183,26 @@ def _tick_time(tick: int, ticks: int, end: datetime) -> tuple[str, datetime]:
 def _ticks(ticks: int, personas: int, end: datetime) -> Iterator[tuple[Any, ...]]:
     for tick in range(ticks):
         run_id, at = _tick_time(tick, ticks, end)
-        yield f"t{tick}", run_id, f"p{tick % personas}", f"Persona {tick % personas}", at.date().isoformat(), at, "ok", "scripted", 0, 10, 0, 0, 0
+        yield (
+            f"t{tick}",
+            run_id,
+            f"p{tick % personas}",
+            f"Persona {tick % personas}",
+            at.date().isoformat(),
+            at,
+            "ok",
+            "scripted",
+            0,
+            10,
+            0,
+            0,
+            0,
+        )
 
 
-def _actions(rng: random.Random, actions: int, personas: int, mixes: list[dict[str, int]], end: datetime) -> Iterator[tuple[Any, ...]]:
+def _actions(
+    rng: random.Random, actions: int, personas: int, mixes: list[dict[str, int]], end: datetime
+) -> Iterator[tuple[Any, ...]]:
     ticks = actions // 10
     for n in range(actions):
         tick, seq = divmod(n, 10)
@@ -113,8 +212,20 @@ def _actions(rng: random.Random, actions: int, personas: int, mixes: list[dict[s
         module = rng.choices(list(mix), weights=[weight + 0.1 for weight in mix.values()])[0]
         tool = f"{module}.{rng.choice(MODULES[module])}"
         failed = rng.random() < (0.2 if tool == "calendar.move" else 0.02)
-        yield (f"t{tick}:{seq}", f"p{persona}", f"t{tick}", run_id, seq, tool, module, "0" * 64, "error" if failed else "ok",
-               rng.choice(ERRORS) if failed else None, rng.lognormvariate(3.5, 0.6), at)
+        yield (
+            f"t{tick}:{seq}",
+            f"p{persona}",
+            f"t{tick}",
+            run_id,
+            seq,
+            tool,
+            module,
+            "0" * 64,
+            "error" if failed else "ok",
+            rng.choice(ERRORS) if failed else None,
+            rng.lognormvariate(3.5, 0.6),
+            at,
+        )
 
 
 def _feedback(rng: random.Random, ticks: int, personas: int, end: datetime) -> Iterator[tuple[Any, ...]]:
@@ -122,7 +233,16 @@ def _feedback(rng: random.Random, ticks: int, personas: int, end: datetime) -> I
         run_id, at = _tick_time(tick, ticks, end)
         for module in rng.sample(list(MODULES), 3):
             rating = rng.choice([2, 3, 4, 4, 5]) if module != "calendar" else rng.choice([1, 2, 3, 4])
-            yield f"t{tick}:{module}", f"p{tick % personas}", f"t{tick}", run_id, module, rating, rng.choice(["", "", "fine", "slow today", "lost an entry"]), at
+            yield (
+                f"t{tick}:{module}",
+                f"p{tick % personas}",
+                f"t{tick}",
+                run_id,
+                module,
+                rating,
+                rng.choice(["", "", "fine", "slow today", "lost an entry"]),
+                at,
+            )
 
 
 def main() -> None:
@@ -157,10 +277,16 @@ def main() -> None:
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print(f"store:      {describe(url)} ({engine.dialect.name})")
-    print(f"generated:  {report.totals.calls:,} actions, {report.totals.ticks:,} ticks, {report.totals.ratings:,} ratings in {generated:.1f} s")
-    print(f"report:     {total:.2f} s ({built:.2f} s aggregating, {total - built:.2f} s rendering {len(page) / 1024:.0f} KiB of HTML: {len(report.modules)} modules, {len(report.personas)} personas)")
+    print(
+        f"generated:  {report.totals.calls:,} actions, {report.totals.ticks:,} ticks, {report.totals.ratings:,} ratings in {generated:.1f} s"
+    )
+    print(
+        f"report:     {total:.2f} s ({built:.2f} s aggregating, {total - built:.2f} s rendering {len(page) / 1024:.0f} KiB of HTML: {len(report.modules)} modules, {len(report.personas)} personas)"
+    )
     print(f"peak RSS:   {peak_mb:.0f} MB")
-    print(f"targets:    time {'OK' if total < 10 else 'MISSED'} (< 10 s), memory {'OK' if peak_mb < 1024 else 'MISSED'} (< 1 GB)")
+    print(
+        f"targets:    time {'OK' if total < 10 else 'MISSED'} (< 10 s), memory {'OK' if peak_mb < 1024 else 'MISSED'} (< 1 GB)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,14 +57,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from persona_runner.catalog import Catalog, PersonaSpec, SpaceSpec, default_catalog_path, load_catalog
-from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
-from persona_runner.store.db import open_store
 from persona_runner.domain import Act, Day
 from persona_runner.drivers.scripted import ScriptedDriver
-from persona_runner.store.models import Transcript
+from persona_runner.run.client import ProductClient
 from persona_runner.run.runner import RunResult, RunSettings, execute_run
 from persona_runner.run.seeding import seed_catalog
+from persona_runner.store.db import open_store
+from persona_runner.store.models import Transcript
 
 TARGET_RATIO = 0.9
 #: A fixed day, run seed and id seed: every round plays and replays exactly the same calls.
@@ -100,7 +100,9 @@ def bench_catalog(size: int) -> Catalog:
     for index in range(size):
         base = shipped.personas[index % count]
         name = f"{base.name}-{index // count}"
-        personas.append(PersonaSpec.model_validate({**base.model_dump(), "name": name, "email": f"{name}@{BENCH_DOMAIN}"}))
+        personas.append(
+            PersonaSpec.model_validate({**base.model_dump(), "name": name, "email": f"{name}@{BENCH_DOMAIN}"})
+        )
     names = {p.name for p in personas}
     spaces = [
         SpaceSpec(name=f"{space.name} {copy}", type=space.type, members=[f"{m}-{copy}" for m in space.members])
@@ -118,11 +120,17 @@ def bench_catalog(size: int) -> Catalog:
 def embedded_product() -> Iterator[tuple[str, str]]:
     """A fresh reference product in a thread of this process, as `persona-runner run` starts it,
     with its own database and the bench's id seed, so it hands out the same ids every time."""
-    from tool_registry.server import BackgroundServer, Product, ServerConfig  # only here: the memory process must not load the product
+    from tool_registry.server import (
+        BackgroundServer,
+        Product,
+        ServerConfig,
+    )  # only here: the memory process must not load the product
 
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="runner-bench-product-") as tmp:
-        product = Product(ServerConfig(data=f"{tmp}/product.db", admin_token=token, rate_limit=HUGE_RATE_LIMIT, id_seed=ID_SEED))
+        product = Product(
+            ServerConfig(data=f"{tmp}/product.db", admin_token=token, rate_limit=HUGE_RATE_LIMIT, id_seed=ID_SEED)
+        )
         try:
             with BackgroundServer(product.app()) as server:
                 yield server.url, token
@@ -158,8 +166,20 @@ def product_process() -> Iterator[tuple[str, str]]:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="runner-bench-product-") as tmp:
         command = [
-            sys.executable, "-c", "from persona_runner.cli import main; main()", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--data", f"{tmp}/product.db", "--id-seed", str(ID_SEED), "--rate-limit", str(HUGE_RATE_LIMIT),
+            sys.executable,
+            "-c",
+            "from persona_runner.cli import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data",
+            f"{tmp}/product.db",
+            "--id-seed",
+            str(ID_SEED),
+            "--rate-limit",
+            str(HUGE_RATE_LIMIT),
         ]
         # The token travels in the environment, not on a command line other users can read.
         server = subprocess.Popen(command, env={**os.environ, "PERSONA_ADMIN_TOKEN": token}, stdout=subprocess.DEVNULL)
@@ -227,8 +247,14 @@ async def _seed(url: str, token: str, catalog: Catalog, store: Engine | None) ->
 
 def _settings(url: str, turns: int, concurrency: int) -> RunSettings:
     return RunSettings(
-        target=url, driver="scripted", seed=RUN_SEED, max_turns=turns, timeout=TICK_TIMEOUT_SECONDS,
-        concurrency=concurrency, label="bench/runner_throughput", tick_date=TICK_DATE,
+        target=url,
+        driver="scripted",
+        seed=RUN_SEED,
+        max_turns=turns,
+        timeout=TICK_TIMEOUT_SECONDS,
+        concurrency=concurrency,
+        label="bench/runner_throughput",
+        tick_date=TICK_DATE,
     )
 
 
@@ -236,15 +262,25 @@ def _check_ran(result: RunResult) -> int:
     """The calls recorded; a failed tick means the run measured something else, so it stops the bench."""
     if result.failed:
         first = result.failed[0]
-        raise BenchError(f"{len(result.failed)} tick(s) failed, e.g. {first.persona.name}: {first.status}: {first.error}")
+        raise BenchError(
+            f"{len(result.failed)} tick(s) failed, e.g. {first.persona.name}: {first.status}: {first.error}"
+        )
     return sum(len(tick.calls) for tick in result.ticks)
 
 
-async def recorded(url: str, token: str, catalog: Catalog, store: Engine, turns: int, concurrency: int) -> tuple[Phase, str]:
+async def recorded(
+    url: str, token: str, catalog: Catalog, store: Engine, turns: int, concurrency: int
+) -> tuple[Phase, str]:
     """Seed, then one scripted run with full recording; the clock runs over the ticking only."""
     await _seed(url, token, catalog, store)
     started = time.perf_counter()
-    result = await execute_run(_settings(url, turns, concurrency), catalog.personas, secret=SECRET, store=store, make_driver=lambda _p: ScriptedDriver())
+    result = await execute_run(
+        _settings(url, turns, concurrency),
+        catalog.personas,
+        secret=SECRET,
+        store=store,
+        make_driver=lambda _p: ScriptedDriver(),
+    )
     seconds = time.perf_counter() - started
     return Phase(calls=_check_ran(result), seconds=seconds), result.run_id
 
@@ -264,7 +300,9 @@ async def bare(url: str, token: str, catalog: Catalog, scripts: list[Script], co
                 email = script.persona.email
                 login = await client.login(email, derive_password(email, SECRET))
                 if script.space_id not in {space.id for space in await client.spaces(login.token)}:
-                    raise BenchError(f"{script.persona.name} is not in space {script.space_id}: the fresh product handed out other ids")
+                    raise BenchError(
+                        f"{script.persona.name} is not in space {script.space_id}: the fresh product handed out other ids"
+                    )
                 async with client.mcp_session(login.token, script.space_id) as mcp:
                     await mcp.list_tools()
                     for call in script.calls:
@@ -336,7 +374,9 @@ async def in_flight_run(url: str, token: str, catalog: Catalog, store: Engine, t
     before = current_rss_kib()
     settings = _settings(url, turns, len(catalog.personas))
     started = time.perf_counter()
-    result = await execute_run(settings, catalog.personas, secret=SECRET, store=store, make_driver=lambda _p: CountingDriver(counter))
+    result = await execute_run(
+        settings, catalog.personas, secret=SECRET, store=store, make_driver=lambda _p: CountingDriver(counter)
+    )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     # A failed tick still held its memory while in flight: it is reported next to the figure, not fatal to it.
@@ -358,7 +398,9 @@ class Budget:
     def left(self) -> float:
         left = self.seconds - (time.monotonic() - self.started)
         if left <= 0:
-            raise BenchError(f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight")
+            raise BenchError(
+                f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight"
+            )
         return left
 
     def run(self, phase: Callable[..., Any], *args: Any) -> Any:
@@ -369,7 +411,9 @@ class Budget:
         try:
             return anyio.run(bounded)
         except TimeoutError:
-            raise BenchError(f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight") from None
+            raise BenchError(
+                f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight"
+            ) from None
 
 
 @contextmanager
@@ -386,7 +430,11 @@ def results_store() -> Iterator[Engine]:
 def measure_memory(personas: int, turns: int, seconds: float) -> MemoryFigures:
     """Runs in the memory process: see the module docstring."""
     catalog = bench_catalog(personas)
-    print(f"in flight: seeding {personas} personas into a product process (argon2 per persona)...", file=sys.stderr, flush=True)
+    print(
+        f"in flight: seeding {personas} personas into a product process (argon2 per persona)...",
+        file=sys.stderr,
+        flush=True,
+    )
     with product_process() as (url, token), results_store() as store:
         return Budget(seconds).run(in_flight_run, url, token, catalog, store, turns)
 
@@ -394,7 +442,9 @@ def measure_memory(personas: int, turns: int, seconds: float) -> MemoryFigures:
 def memory_in_own_process(args: argparse.Namespace, budget: Budget) -> MemoryFigures:
     seconds = budget.left()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure_memory, args.in_flight, args.turns, seconds).result(timeout=seconds + STARTUP_SECONDS)
+        return pool.submit(measure_memory, args.in_flight, args.turns, seconds).result(
+            timeout=seconds + STARTUP_SECONDS
+        )
 
 
 def record_once(catalog: Catalog, args: argparse.Namespace, budget: Budget) -> tuple[Phase, list[Script]]:
@@ -450,9 +500,13 @@ def report(args: argparse.Namespace, throughput: Throughput, memory: MemoryFigur
     ]
     differing = max(p.differing for p in throughput.bare)
     if differing:
-        lines.append(f"note: {differing} replayed call(s) ended differently from the recording (ids in shared spaces depend on interleaving)")
+        lines.append(
+            f"note: {differing} replayed call(s) ended differently from the recording (ids in shared spaces depend on interleaving)"
+        )
     if not throughput.repeated:
-        lines.append("note: a recorded round made other calls than the first recording; the bare loop replayed the first")
+        lines.append(
+            "note: a recorded round made other calls than the first recording; the bare loop replayed the first"
+        )
     if memory is not None:
         before = f", {memory.rss_before_kib / 1024:.0f} MiB before ticking" if memory.rss_before_kib else ""
         lines.append(
@@ -475,13 +529,33 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Tool calls per second of the scripted runner with full recording versus a bare loop of the same calls.")
-    parser.add_argument("--personas", type=bounded(1, 500), default=10, help="personas per throughput phase (default 10)")
-    parser.add_argument("--turns", type=bounded(1, 500), default=20, help="most tool calls per persona per tick (default 20)")
-    parser.add_argument("--concurrency", type=bounded(1, 256), default=4, help="personas ticking at once in the throughput phases (default 4)")
-    parser.add_argument("--rounds", type=bounded(1, 20), default=5, help="alternating rounds of recorded and bare (default 5)")
-    parser.add_argument("--in-flight", type=bounded(0, 500), default=200, help="personas all ticking at once for the memory figure; 0 skips it (default 200)")
-    parser.add_argument("--budget", type=bounded(30, 7200), default=1800, help="give up after this many seconds in all (default 1800)")
+    parser = argparse.ArgumentParser(
+        description="Tool calls per second of the scripted runner with full recording versus a bare loop of the same calls."
+    )
+    parser.add_argument(
+        "--personas", type=bounded(1, 500), default=10, help="personas per throughput phase (default 10)"
+    )
+    parser.add_argument(
+        "--turns", type=bounded(1, 500), default=20, help="most tool calls per persona per tick (default 20)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=bounded(1, 256),
+        default=4,
+        help="personas ticking at once in the throughput phases (default 4)",
+    )
+    parser.add_argument(
+        "--rounds", type=bounded(1, 20), default=5, help="alternating rounds of recorded and bare (default 5)"
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=bounded(0, 500),
+        default=200,
+        help="personas all ticking at once for the memory figure; 0 skips it (default 200)",
+    )
+    parser.add_argument(
+        "--budget", type=bounded(30, 7200), default=1800, help="give up after this many seconds in all (default 1800)"
+    )
     return parser.parse_args(argv)
 
 
@@ -495,7 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runner_throughput: {exc}", file=sys.stderr)
         return 1
     except TimeoutError:
-        print(f"runner_throughput: the memory process ran past --budget {args.budget} s; lower --in-flight or --turns", file=sys.stderr)
+        print(
+            f"runner_throughput: the memory process ran past --budget {args.budget} s; lower --in-flight or --turns",
+            file=sys.stderr,
+        )
         return 1
     print(report(args, throughput, memory))
     return 0

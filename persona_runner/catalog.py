@@ -172,9 +172,7 @@ class Catalog(_CatalogModel):
         by_name = {persona.name: persona for persona in self.personas}
         unknown = [name for name in names if name not in by_name]
         if unknown:
-            raise UserError(
-                f"unknown persona {', '.join(map(repr, unknown))}; the catalog has: {', '.join(by_name)}"
-            )
+            raise UserError(f"unknown persona {', '.join(map(repr, unknown))}; the catalog has: {', '.join(by_name)}")
         return [by_name[name] for name in dict.fromkeys(names)]
 
     def unknown_modules(self, offered: set[str]) -> list[str]:
@@ -205,7 +203,7 @@ def load_catalog(path: Path | str) -> Catalog:
     source = str(path)
     raw = _read_json(Path(path), source)
     if not isinstance(raw, dict):
-        raise CatalogError([f"{source}: expected a JSON object with \"version\", \"personas\" and \"spaces\""])
+        raise CatalogError([f'{source}: expected a JSON object with "version", "personas" and "spaces"'])
     problems: list[Problem] = []
     catalog: Catalog | None = None
     try:

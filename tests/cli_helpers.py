@@ -19,18 +19,34 @@ SCRIPT = str(Path(sys.executable).parent / "persona-runner")
 ADMIN = "cli-admin-token"
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     full_env.pop("PERSONA_RUNNER_DB", None)
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 
 @contextmanager
-def served_product(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def served_product(
+    tmp_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`persona-runner serve` on a free port; yields (base URL, process) once /health answers."""
     port = free_port()
-    command = [SCRIPT, "serve", "--port", str(port), "--admin-token", ADMIN, "--data", str(tmp_path / f"product-{port}.db"), *flags]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    command = [
+        SCRIPT,
+        "serve",
+        "--port",
+        str(port),
+        "--admin-token",
+        ADMIN,
+        "--data",
+        str(tmp_path / f"product-{port}.db"),
+        *flags,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -107,7 +107,9 @@ class FakeProvider:
 
     async def _next(self, request: Request) -> Answer | Failure | Raw:
         self.received.append(Received(request.url.path, dict(request.headers), await request.json(), time.monotonic()))
-        return self.script.popleft() if self.script else Failure(500, "fake provider: nothing scripted for this request")
+        return (
+            self.script.popleft() if self.script else Failure(500, "fake provider: nothing scripted for this request")
+        )
 
     def _call_id(self, call: Call, prefix: str) -> str:
         self._ids += 1
@@ -121,7 +123,10 @@ class FakeProvider:
             body = {"type": "error", "error": {"type": "api_error", "message": step.message}}
             return JSONResponse(body, status_code=step.status, headers=step.headers)
         content: list[dict[str, Any]] = [{"type": "text", "text": step.text}] if step.text else []
-        content += [{"type": "tool_use", "id": self._call_id(c, "toolu"), "name": c.name, "input": c.arguments} for c in step.calls]
+        content += [
+            {"type": "tool_use", "id": self._call_id(c, "toolu"), "name": c.name, "input": c.arguments}
+            for c in step.calls
+        ]
         return LaxJSONResponse(
             {
                 "id": f"msg_{len(self.received)}",
@@ -146,7 +151,10 @@ class FakeProvider:
             {
                 "id": self._call_id(c, "call"),
                 "type": "function",
-                "function": {"name": c.name, "arguments": c.raw_arguments if c.raw_arguments is not None else json.dumps(c.arguments)},
+                "function": {
+                    "name": c.name,
+                    "arguments": c.raw_arguments if c.raw_arguments is not None else json.dumps(c.arguments),
+                },
             }
             for c in step.calls
         ]
@@ -202,7 +210,9 @@ PROVIDERS = {
 }
 
 
-def make_day(tools: tuple[str, ...] = ("todo.create", "todo.list", "notes.create"), max_turns: int = 10, tick_id: str = "tick-1") -> Day:
+def make_day(
+    tools: tuple[str, ...] = ("todo.create", "todo.list", "notes.create"), max_turns: int = 10, tick_id: str = "tick-1"
+) -> Day:
     persona = PersonaProfile(
         name="Ada",
         email="ada@example.test",
@@ -210,7 +220,9 @@ def make_day(tools: tuple[str, ...] = ("todo.create", "todo.list", "notes.create
         system_prompt="You are Ada, a busy planner who lives by her lists.",
         module_mix={"todo": 0.7, "notes": 0.3},
     )
-    infos = [ToolInfo(name, f"The {name} tool.", name.split(".")[0], {"type": "object", "properties": {}}) for name in tools]
+    infos = [
+        ToolInfo(name, f"The {name} tool.", name.split(".")[0], {"type": "object", "properties": {}}) for name in tools
+    ]
     return Day(
         persona=persona,
         tick_date=date(2026, 11, 23),
@@ -240,7 +252,8 @@ class RecordingAct:
 
     def history(self) -> list[CallOutcome]:
         return [
-            CallOutcome(t, a, "error" if t in self.failing else "ok", 1.0, error=self.failing.get(t)) for t, a in self.calls
+            CallOutcome(t, a, "error" if t in self.failing else "ok", 1.0, error=self.failing.get(t))
+            for t, a in self.calls
         ]
 
 

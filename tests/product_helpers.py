@@ -30,10 +30,15 @@ class RunningProduct:
     async def persona(self, email: str, name: str | None = None) -> tuple[str, str, str]:
         """Create a persona through the admin API and log in: (user id, token, personal space id)."""
         async with self.http(**{"X-Admin-Token": ADMIN}) as http:
-            created = await http.post("/api/v1/admin/personas", json={"email": email, "name": name or email.split("@")[0], "password": PASSWORD})
+            created = await http.post(
+                "/api/v1/admin/personas",
+                json={"email": email, "name": name or email.split("@")[0], "password": PASSWORD},
+            )
             assert created.status_code in (200, 201), created.text
             token = (await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})).json()["token"]
-            spaces = (await http.get("/api/v1/me/spaces", headers={"Authorization": f"Bearer {token}"})).json()["spaces"]
+            spaces = (await http.get("/api/v1/me/spaces", headers={"Authorization": f"Bearer {token}"})).json()[
+                "spaces"
+            ]
         personal = next(s["id"] for s in spaces if s["type"] == "personal")
         return created.json()["user"]["id"], token, personal
 
@@ -52,7 +57,9 @@ class RunningProduct:
 
 
 @contextmanager
-def running_product(data: str, tmp_path: Path, registry: Registry | None = None, **config: object) -> Iterator[RunningProduct]:
+def running_product(
+    data: str, tmp_path: Path, registry: Registry | None = None, **config: object
+) -> Iterator[RunningProduct]:
     key_path = tmp_path / "signing-key.pem"
     product = Product(ServerConfig(data=data, admin_token=ADMIN, signing_key=str(key_path), **config), registry)  # type: ignore[arg-type]
     with BackgroundServer(product.app()) as server:

@@ -6,14 +6,14 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from persona_runner.drivers.cassette import Cassette, first_difference, request_key
 from persona_runner.domain import CallOutcome, Day, Verdict
+from persona_runner.drivers.cassette import Cassette, first_difference, request_key
 from persona_runner.drivers.factory import make_driver
 from persona_runner.drivers.llm import LLMDriver, ProviderError
 from persona_runner.util.errors import UserError
@@ -60,7 +60,7 @@ class ProductAct(RecordingAct):
         self.ids.append(uuid.uuid4().hex)
         # A long summary first, so the id sits past what a shortened value shows from its start.
         item = {"summary": f"{tool} went through as asked; the item is stored. " * 5, "id": self.ids[-1]}
-        item["created_at"] = datetime.now(timezone.utc).isoformat()
+        item["created_at"] = datetime.now(UTC).isoformat()
         return CallOutcome(tool, arguments, "ok", 1.0, text=json.dumps(item))
 
 
@@ -77,7 +77,9 @@ async def live_day(
         return verdict, [e["response"]["id"] for e in driver.exchanges]
 
 
-async def replayed_day(provider: str, cassette: Cassette, act: RecordingAct, day: Day | None = None) -> tuple[Verdict, list[str]]:
+async def replayed_day(
+    provider: str, cassette: Cassette, act: RecordingAct, day: Day | None = None
+) -> tuple[Verdict, list[str]]:
     driver = driver_for_replay(provider, cassette)
     day = day or make_day()
     try:
@@ -90,7 +92,9 @@ async def replayed_day(provider: str, cassette: Cassette, act: RecordingAct, day
 
 def driver_for_replay(provider: str, cassette: Cassette) -> LLMDriver:
     """No key in the environment and nothing listening: only the cassette can answer."""
-    return make_driver(provider, model="test-model", base_url=DEAD_URL + PROVIDERS[provider][0], cassette=cassette, env={})
+    return make_driver(
+        provider, model="test-model", base_url=DEAD_URL + PROVIDERS[provider][0], cassette=cassette, env={}
+    )
 
 
 async def test_replay_gives_the_same_calls_and_ratings_without_network(tmp_path: Path, provider: str) -> None:
@@ -102,7 +106,11 @@ async def test_replay_gives_the_same_calls_and_ratings_without_network(tmp_path:
     cassette = Cassette.replay(path)
     replayed, replayed_ids = await replayed_day(provider, cassette, replayed_act)
 
-    assert replayed_act.calls == recorded_act.calls == [("todo.create", {"title": "milk"}), ("notes.create", {"text": "hi"})]
+    assert (
+        replayed_act.calls
+        == recorded_act.calls
+        == [("todo.create", {"title": "milk"}), ("notes.create", {"text": "hi"})]
+    )
     assert replayed.ratings == recorded.ratings and replayed.ratings[0].rating == 4
     assert replayed_ids == recorded_ids
     assert cassette.drift == []  # the same product answered the same
@@ -120,7 +128,9 @@ WIRE = {
 }
 
 
-async def test_a_fresh_product_with_new_ids_replays_the_same_day_and_reports_the_drift(tmp_path: Path, provider: str) -> None:
+async def test_a_fresh_product_with_new_ids_replays_the_same_day_and_reports_the_drift(
+    tmp_path: Path, provider: str
+) -> None:
     path = tmp_path / "run.cassette.jsonl"
     recorded_act = ProductAct()
     recorded, recorded_ids = await live_day(provider, Cassette.record(path), recorded_act, script_a_longer_day)
@@ -136,8 +146,12 @@ async def test_a_fresh_product_with_new_ids_replays_the_same_day_and_reports_the
     # Each differing result is named once, though every later request carries it again (and one is retried).
     endpoint, _, first_result = WIRE[provider]
     drift = cassette.drift
-    assert [entry.split(" differs")[0] for entry in drift] == [f"POST {endpoint}: tool result for toolu_0{n}" for n in (1, 2, 3)]
-    assert drift[0].startswith(f"POST {endpoint}: tool result for toolu_01 differs from the recording at {first_result}: ")
+    assert [entry.split(" differs")[0] for entry in drift] == [
+        f"POST {endpoint}: tool result for toolu_0{n}" for n in (1, 2, 3)
+    ]
+    assert drift[0].startswith(
+        f"POST {endpoint}: tool result for toolu_01 differs from the recording at {first_result}: "
+    )
     assert all(recorded_act.ids[n] in drift[n] and replayed_act.ids[n] in drift[n] for n in range(3))
     assert all(len(entry) < 600 for entry in drift)
     # The file keeps the requests as sent; only the key leaves out what the product answered.
@@ -146,7 +160,9 @@ async def test_a_fresh_product_with_new_ids_replays_the_same_day_and_reports_the
     assert all(json.loads(line)["key"] == request_key(json.loads(line)["request"]) for line in text.splitlines())
 
 
-def anthropic_request(result: Any, is_error: bool = False, call_id: str = "toolu_01", title: str = "milk") -> dict[str, Any]:
+def anthropic_request(
+    result: Any, is_error: bool = False, call_id: str = "toolu_01", title: str = "milk"
+) -> dict[str, Any]:
     call = {"type": "tool_use", "id": call_id, "name": "todo__create", "input": {"title": title}}
     answer = {"type": "tool_result", "tool_use_id": call_id, "content": result, "is_error": is_error}
     messages = [
@@ -158,7 +174,11 @@ def anthropic_request(result: Any, is_error: bool = False, call_id: str = "toolu
 
 
 def openai_request(result: Any, call_id: str = "call_1", title: str = "milk") -> dict[str, Any]:
-    call = {"id": call_id, "type": "function", "function": {"name": "todo__create", "arguments": json.dumps({"title": title})}}
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "todo__create", "arguments": json.dumps({"title": title})},
+    }
     messages = [
         {"role": "system", "content": "Ada"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -180,7 +200,9 @@ def test_the_key_leaves_out_what_tools_answered_and_nothing_else() -> None:
     assert request_key(openai_request("id 1")) != request_key(openai_request("id 1", title="eggs"))
 
 
-async def test_a_replay_with_another_persona_prompt_names_the_tick_and_the_prompt(tmp_path: Path, provider: str) -> None:
+async def test_a_replay_with_another_persona_prompt_names_the_tick_and_the_prompt(
+    tmp_path: Path, provider: str
+) -> None:
     path = tmp_path / "run.cassette.jsonl"
     await live_day(provider, Cassette.record(path), ProductAct(), script_a_longer_day)
     day = make_day(tick_id="tick-7")
@@ -205,7 +227,9 @@ async def test_a_replay_on_another_date_says_to_use_the_recordings_date_and_seed
         with pytest.raises(ProviderError) as caught:
             await replayed_day(provider, Cassette.replay(path), ProductAct(), replace(day, tick_date=later))
         assert "not in cassette" in str(caught.value)
-        assert str(caught.value).endswith("replay with the same --date and --seed as the recording, and the same catalog")
+        assert str(caught.value).endswith(
+            "replay with the same --date and --seed as the recording, and the same catalog"
+        )
 
 
 async def test_a_request_sent_more_often_than_recorded_is_a_miss(tmp_path: Path) -> None:
@@ -261,7 +285,10 @@ def test_recording_replaces_an_existing_cassette_at_its_first_exchange_not_befor
     assert path.read_text() == "an earlier recording\n"
     cassette.append(anthropic_request("id 1"), {"status": 429})
     cassette.append(anthropic_request("id 1"), {"status": 200})
-    assert [json.loads(line)["response"] for line in path.read_text().splitlines()] == [{"status": 429}, {"status": 200}]
+    assert [json.loads(line)["response"] for line in path.read_text().splitlines()] == [
+        {"status": 429},
+        {"status": 200},
+    ]
 
     nested = tmp_path / "new" / "deeper" / "run.jsonl"
     cassette = Cassette.record(nested)

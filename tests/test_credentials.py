@@ -25,9 +25,9 @@ def openssl_password(email: str, secret: str) -> str:
         capture_output=True,
         check=True,
     ).stdout
-    encoded = subprocess.run(
-        ["openssl", "base64", "-A"], input=digest, capture_output=True, check=True
-    ).stdout.decode("ascii")
+    encoded = subprocess.run(["openssl", "base64", "-A"], input=digest, capture_output=True, check=True).stdout.decode(
+        "ascii"
+    )
     return "".join(ch for ch in encoded if ch.isascii() and ch.isalnum())[:32]
 
 

@@ -47,7 +47,11 @@ def steady_run(
                 calls.append((tool, ms, "503 upstream unavailable") if tool == faulty else (tool, ms))
         todo = rng.choice([4, 4, 5])
         calendar = calendar_ratings[i] if calendar_ratings else rng.choice([4, 4, 5])
-        ratings = {module: rating for module, rating in (("todo", todo), ("calendar", calendar)) if any(call[0].startswith(f"{module}.") for call in calls)}
+        ratings = {
+            module: rating
+            for module, rating in (("todo", todo), ("calendar", calendar))
+            if any(call[0].startswith(f"{module}.") for call in calls)
+        }
         store.tick(run_id, PERSONAS[i % 3], NOW, calls, ratings, offered=[tool for tool in OFFERED if tool not in drop])
 
 
@@ -68,9 +72,13 @@ def test_a_run_against_itself_passes(store: StoreBuilder) -> None:
     steady_run(store, "base")
     result = gate_result(store, "base", "base")
     assert result.passed and not result.with_status("insufficient")
-    assert len(result.checks) == 1 + 2 * 3 + 5 * 3  # failed ticks; per module: errors, rating, coverage; per tool: offered, errors, p95
+    assert (
+        len(result.checks) == 1 + 2 * 3 + 5 * 3
+    )  # failed ticks; per module: errors, rating, coverage; per tool: offered, errors, p95
     steady_run(store, "thin", skip="todo.delete")  # todo coverage 2/3, under the 0.8 floor
-    [coverage] = [c for c in gate_result(store, "thin", "thin").checks if c.metric == "coverage" and c.subject == "todo"]
+    [coverage] = [
+        c for c in gate_result(store, "thin", "thin").checks if c.metric == "coverage" and c.subject == "todo"
+    ]
     assert coverage.status == "pass" and "below the limit but not below the baseline" in coverage.message
 
 
@@ -123,15 +131,30 @@ def test_tools_and_modules_the_candidate_no_longer_offers_fail_by_name(store: St
     steady_run(store, "base", skip="todo.delete")
     steady_run(store, "cand", drop=frozenset({"todo.list", "todo.delete", "calendar.add", "calendar.list"}))
     result = gate_result(store, "base", "cand")
-    assert failing(result) == {("todo.list", "offered"), ("calendar.add", "offered"), ("calendar.list", "offered")}  # todo.delete was never used
+    assert failing(result) == {
+        ("todo.list", "offered"),
+        ("calendar.add", "offered"),
+        ("calendar.list", "offered"),
+    }  # todo.delete was never used
     assert result.disappeared_tools == ["calendar.add", "calendar.list", "todo.list"]
     [todo_list] = [c for c in result.with_status("fail") if c.subject == "todo.list"]
-    assert (todo_list.kind, todo_list.module, todo_list.message) == ("tool", "todo", "todo.list was used in the baseline and is not offered by the candidate")
+    assert (todo_list.kind, todo_list.module, todo_list.message) == (
+        "tool",
+        "todo",
+        "todo.list was used in the baseline and is not offered by the candidate",
+    )
     path = tmp_path / "gate.xml"
     path.write_text(render_junit(result))
     cases = [case for suite in junitparser.JUnitXml.fromfile(str(path)) for case in suite]
-    failed = {(case.classname, case.name): case.result[0].message for case in cases if any(isinstance(r, junitparser.Failure) for r in case.result)}
-    assert failed[("persona_gate.tool.todo.list", "offered")] == "todo.list was used in the baseline and is not offered by the candidate"
+    failed = {
+        (case.classname, case.name): case.result[0].message
+        for case in cases
+        if any(isinstance(r, junitparser.Failure) for r in case.result)
+    }
+    assert (
+        failed[("persona_gate.tool.todo.list", "offered")]
+        == "todo.list was used in the baseline and is not offered by the candidate"
+    )
     assert len(failed) == 3
 
 
@@ -144,34 +167,74 @@ def test_without_transcripts_what_the_candidate_offered_is_too_little_data(store
     result = gate_result(store, "base", "cand")
     assert result.passed and result.disappeared_tools == []
     unknown = {(c.subject, c.metric): c.message for c in result.with_status("insufficient")}
-    assert unknown[("calendar.list", "offered")] == "too little data: the candidate recorded no tools offered and did not call calendar.list, used in the baseline"
-    assert unknown[("calendar", "coverage")] == unknown[("todo", "coverage")] == "too little data: the candidate recorded no tools offered for this module"
+    assert (
+        unknown[("calendar.list", "offered")]
+        == "too little data: the candidate recorded no tools offered and did not call calendar.list, used in the baseline"
+    )
+    assert (
+        unknown[("calendar", "coverage")]
+        == unknown[("todo", "coverage")]
+        == "too little data: the candidate recorded no tools offered for this module"
+    )
     [called] = [c for c in result.checks if c.subject == "calendar.add" and c.metric == "offered"]
     assert (called.status, called.baseline, called.candidate) == ("pass", 40, 40)  # a tool it called was offered
 
 
 def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
     store.run("small", NOW)
-    store.tick("small", "ann", NOW, [("todo.create", 10), ("calendar.add", 20)], {"todo": 4}, offered=["todo.create", "calendar.add"])
+    store.tick(
+        "small",
+        "ann",
+        NOW,
+        [("todo.create", 10), ("calendar.add", 20)],
+        {"todo": 4},
+        offered=["todo.create", "calendar.add"],
+    )
     steady_run(store, "cand", ticks=1)
     result = gate_result(store, "small", "cand")
     assert result.passed and not result.with_status("fail")
     insufficient = {(c.subject, c.metric): c.message for c in result.with_status("insufficient")}
-    assert {("run", "failed_ticks"), ("todo", "error_rate"), ("todo", "rating"), ("calendar.add", "p95_latency"), ("calendar", "rating")} <= set(insufficient)
+    assert {
+        ("run", "failed_ticks"),
+        ("todo", "error_rate"),
+        ("todo", "rating"),
+        ("calendar.add", "p95_latency"),
+        ("calendar", "rating"),
+    } <= set(insufficient)
     assert all(message.startswith("too little data: ") for message in insufficient.values())
-    assert insufficient[("todo", "error_rate")] == "too little data: 1 baseline calls, 6 candidate calls (need 10 on each side)"
-    assert insufficient[("todo.delete", "error_rate")] == "too little data: 0 baseline calls, 2 candidate calls (need 10 candidate calls)"
-    assert insufficient[("calendar.add", "p95_latency")] == "too little data: 1 baseline calls, 2 candidate calls (need 40 on each side for a p95)"
-    assert insufficient[("run", "failed_ticks")] == "too little data: 1 baseline ticks, 1 candidate ticks (need 10 on each side)"
+    assert (
+        insufficient[("todo", "error_rate")]
+        == "too little data: 1 baseline calls, 6 candidate calls (need 10 on each side)"
+    )
+    assert (
+        insufficient[("todo.delete", "error_rate")]
+        == "too little data: 0 baseline calls, 2 candidate calls (need 10 candidate calls)"
+    )
+    assert (
+        insufficient[("calendar.add", "p95_latency")]
+        == "too little data: 1 baseline calls, 2 candidate calls (need 40 on each side for a p95)"
+    )
+    assert (
+        insufficient[("run", "failed_ticks")]
+        == "too little data: 1 baseline ticks, 1 candidate ticks (need 10 on each side)"
+    )
     # A few calls leave tools unused by chance: coverage is not judged on them.
-    assert insufficient[("todo", "coverage")] == "too little data: 1 baseline calls, 6 candidate calls in this module (need 10 on each side)"
-    assert "| ⚪ too little data | `todo` | error rate | too little data: 1 baseline calls, 6 candidate calls (need 10 on each side) |" in render_markdown(result)
+    assert (
+        insufficient[("todo", "coverage")]
+        == "too little data: 1 baseline calls, 6 candidate calls in this module (need 10 on each side)"
+    )
+    assert (
+        "| ⚪ too little data | `todo` | error rate | too little data: 1 baseline calls, 6 candidate calls (need 10 on each side) |"
+        in render_markdown(result)
+    )
 
 
 def calls_run(store: StoreBuilder, run_id: str, calls: int, errors: int, *, per_tick: int = 2) -> None:
     """A run of `calls` calls to todo.create, the first `errors` of them failing, `per_tick` to a tick."""
     store.run(run_id, NOW)
-    made: list[Call] = [("todo.create", 10.0, "500 internal error") if i < errors else ("todo.create", 10.0) for i in range(calls)]
+    made: list[Call] = [
+        ("todo.create", 10.0, "500 internal error") if i < errors else ("todo.create", 10.0) for i in range(calls)
+    ]
     for start in range(0, calls, per_tick):
         store.tick(run_id, PERSONAS[start % 3], NOW, made[start : start + per_tick], {}, offered=["todo.create"])
 
@@ -183,21 +246,46 @@ def test_an_error_rate_rise_fails_only_beyond_noise_and_a_few_calls_can_show_it(
     calls_run(store, "quiet", 6, 0)
     broken = {(c.subject, c.metric): c for c in gate_result(store, "base", "broken").checks}
     assert broken[("todo.create", "error_rate")].status == "fail"
-    assert broken[("todo.create", "error_rate")].message == "error rate 0% -> 100% (6/6 calls failed; increase +100 points, limit +5; beyond noise)"
-    [flaky] = [c for c in gate_result(store, "base", "flaky").checks if c.subject == "todo.create" and c.metric == "error_rate"]
-    assert (flaky.status, flaky.message) == ("pass", "error rate 0% -> 8% (1/12 calls failed; increase +8 points, limit +5; within noise)")
-    [quiet] = [c for c in gate_result(store, "base", "quiet").checks if c.subject == "todo.create" and c.metric == "error_rate"]
-    assert (quiet.status, quiet.message) == ("insufficient", "too little data: 24 baseline calls, 6 candidate calls (need 10 on each side)")
+    assert (
+        broken[("todo.create", "error_rate")].message
+        == "error rate 0% -> 100% (6/6 calls failed; increase +100 points, limit +5; beyond noise)"
+    )
+    [flaky] = [
+        c for c in gate_result(store, "base", "flaky").checks if c.subject == "todo.create" and c.metric == "error_rate"
+    ]
+    assert (flaky.status, flaky.message) == (
+        "pass",
+        "error rate 0% -> 8% (1/12 calls failed; increase +8 points, limit +5; within noise)",
+    )
+    [quiet] = [
+        c for c in gate_result(store, "base", "quiet").checks if c.subject == "todo.create" and c.metric == "error_rate"
+    ]
+    assert (quiet.status, quiet.message) == (
+        "insufficient",
+        "too little data: 24 baseline calls, 6 candidate calls (need 10 on each side)",
+    )
 
 
 def test_a_new_tool_is_judged_on_the_limit_alone(store: StoreBuilder) -> None:
     calls_run(store, "base", 24, 0)
     store.run("cand", NOW)
     for i in range(10):
-        store.tick("cand", PERSONAS[i % 3], NOW, [("todo.create", 10.0), ("todo.list", 10.0, "500") if i < 2 else ("todo.list", 10.0)], {}, offered=["todo.create", "todo.list"])
-    [new] = [c for c in gate_result(store, "base", "cand").checks if c.subject == "todo.list" and c.metric == "error_rate"]
+        store.tick(
+            "cand",
+            PERSONAS[i % 3],
+            NOW,
+            [("todo.create", 10.0), ("todo.list", 10.0, "500") if i < 2 else ("todo.list", 10.0)],
+            {},
+            offered=["todo.create", "todo.list"],
+        )
+    [new] = [
+        c for c in gate_result(store, "base", "cand").checks if c.subject == "todo.list" and c.metric == "error_rate"
+    ]
     assert (new.status, new.baseline, new.candidate) == ("fail", 0.0, 0.2)
-    assert new.message == "error rate 0% -> 20% (2/10 calls failed; increase +20 points, limit +5; new, judged on the limit alone)"
+    assert (
+        new.message
+        == "error rate 0% -> 20% (2/10 calls failed; increase +20 points, limit +5; new, judged on the limit alone)"
+    )
 
 
 def test_a_consistent_drop_of_a_point_fails_though_the_intervals_overlap(store: StoreBuilder) -> None:
@@ -214,9 +302,19 @@ def test_one_slow_call_is_not_a_slower_tool(store: StoreBuilder) -> None:
     for run_id, calls in (("short", 20), ("long", 40)):
         store.run(run_id, NOW)
         for start in range(0, calls, 2):
-            store.tick(run_id, "ann", NOW, [("todo.create", 2000.0 if start == 0 else 10.0), ("todo.create", 10.0)], {}, offered=["todo.create"])
+            store.tick(
+                run_id,
+                "ann",
+                NOW,
+                [("todo.create", 2000.0 if start == 0 else 10.0), ("todo.create", 10.0)],
+                {},
+                offered=["todo.create"],
+            )
     [short] = [c for c in gate_result(store, "base", "short").checks if c.metric == "p95_latency"]
-    assert (short.status, short.message) == ("insufficient", "too little data: 40 baseline calls, 20 candidate calls (need 40 on each side for a p95)")
+    assert (short.status, short.message) == (
+        "insufficient",
+        "too little data: 40 baseline calls, 20 candidate calls (need 40 on each side for a p95)",
+    )
     [long] = [c for c in gate_result(store, "base", "long").checks if c.metric == "p95_latency"]
     assert (long.status, long.candidate) == ("pass", 10.0)
 
@@ -229,28 +327,45 @@ def test_failed_ticks_fail_the_gate(store: StoreBuilder) -> None:
     store.run("half", NOW)
     for i in range(20):
         calls: list[Call] = [(tool, LATENCY[tool]) for tool in LATENCY for _ in range(2)] if i % 2 else []
-        store.tick("half", PERSONAS[i % 3], NOW, calls, {"todo": 4, "calendar": 4} if calls else {}, status="ok" if calls else "timeout" if i % 4 else "aborted")
+        store.tick(
+            "half",
+            PERSONAS[i % 3],
+            NOW,
+            calls,
+            {"todo": 4, "calendar": 4} if calls else {},
+            status="ok" if calls else "timeout" if i % 4 else "aborted",
+        )
     dead = gate_result(store, "base", "dead")
     assert failing(dead) == {("run", "failed_ticks")}
-    assert dead.with_status("fail")[0].message == "failed ticks 0% -> 100% (3/3 ticks failed, timed out or aborted; increase +100 points, limit +5; beyond noise)"
+    assert (
+        dead.with_status("fail")[0].message
+        == "failed ticks 0% -> 100% (3/3 ticks failed, timed out or aborted; increase +100 points, limit +5; beyond noise)"
+    )
     # One failed tick against three good ones is within noise, yet the candidate did nothing else that could be judged.
     steady_run(store, "small", ticks=3)
     store.run("single", NOW)
     store.tick("single", "ann", NOW, [], {}, offered=None, status="failed")
     single = gate_result(store, "small", "single")
     assert failing(single) == {("run", "failed_ticks")}
-    assert single.with_status("fail")[0].message.endswith("(1/1 ticks failed, timed out or aborted; increase +100 points, limit +5; no tick succeeded)")
+    assert single.with_status("fail")[0].message.endswith(
+        "(1/1 ticks failed, timed out or aborted; increase +100 points, limit +5; no tick succeeded)"
+    )
     half = gate_result(store, "base", "half")
     assert ("run", "failed_ticks") in failing(half)
     [ticks] = [c for c in half.checks if c.metric == "failed_ticks"]
-    assert ticks.message == "failed ticks 0% -> 50% (10/20 ticks failed, timed out or aborted; increase +50 points, limit +5; beyond noise)"
+    assert (
+        ticks.message
+        == "failed ticks 0% -> 50% (10/20 ticks failed, timed out or aborted; increase +50 points, limit +5; beyond noise)"
+    )
 
 
 def test_markdown_summary_shows_names_and_messages_as_text(store: StoreBuilder) -> None:
     hostile = "todo.<!--x <img src=https://tracker.test/p.png>"
     store.run("base", NOW)
     for i in range(3):
-        store.tick("base", PERSONAS[i], NOW, [(hostile, 10.0), ("todo.create", 10.0)], {}, offered=[hostile, "todo.create"])
+        store.tick(
+            "base", PERSONAS[i], NOW, [(hostile, 10.0), ("todo.create", 10.0)], {}, offered=[hostile, "todo.create"]
+        )
     store.run("cand", NOW)
     for i in range(3):
         store.tick("cand", PERSONAS[i], NOW, [("todo.create", 10.0)], {}, offered=["todo.create"])
@@ -259,7 +374,10 @@ def test_markdown_summary_shows_names_and_messages_as_text(store: StoreBuilder) 
     page = render_as_github(render_markdown(result))
     assert "<img" not in page and "<!--" not in page
     assert "<td><code>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt;</code></td>" in page
-    assert "<td>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt; was used in the baseline and is not offered by the candidate</td>" in page
+    assert (
+        "<td>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt; was used in the baseline and is not offered by the candidate</td>"
+        in page
+    )
 
 
 def test_the_markdown_summary_fits_a_pull_request_comment_however_many_checks(store: StoreBuilder) -> None:
@@ -269,7 +387,11 @@ def test_the_markdown_summary_fits_a_pull_request_comment_however_many_checks(st
     many = result.model_copy(update={"checks": result.checks * 40})
     summary = render_markdown(many)
     assert len(summary) < 65_536
-    shown = [line for line in summary.splitlines() if line.startswith("| ❌") or line.startswith("| ⚪") or line.startswith("| ✅")]
+    shown = [
+        line
+        for line in summary.splitlines()
+        if line.startswith("| ❌") or line.startswith("| ⚪") or line.startswith("| ✅")
+    ]
     assert len(shown) == MARKDOWN_ROWS and shown[0].startswith("| ❌ fail")
     left = len(many.checks) - MARKDOWN_ROWS
     assert f"…and {left} more checks (" in summary and summary.rstrip().endswith("the JUnit file lists every check.")
@@ -290,19 +412,33 @@ def test_junit_has_one_case_per_check_and_reads_in_a_junit_parser(store: StoreBu
         suites = list(xml) if isinstance(xml, junitparser.JUnitXml) else [xml]
         cases = [case for suite in suites for case in suite]
         assert len(cases) == len(checked.checks)
-        failed = {(case.classname, case.name) for case in cases if any(isinstance(r, junitparser.Failure) for r in case.result)}
-        skipped = {(case.classname, case.name) for case in cases if any(isinstance(r, junitparser.Skipped) for r in case.result)}
+        failed = {
+            (case.classname, case.name)
+            for case in cases
+            if any(isinstance(r, junitparser.Failure) for r in case.result)
+        }
+        skipped = {
+            (case.classname, case.name)
+            for case in cases
+            if any(isinstance(r, junitparser.Skipped) for r in case.result)
+        }
         assert failed == {(f"persona_gate.{c.kind}.{c.subject}", c.metric) for c in checked.with_status("fail")}
-        assert skipped == {(f"persona_gate.{c.kind}.{c.subject}", c.metric) for c in checked.with_status("insufficient")}
+        assert skipped == {
+            (f"persona_gate.{c.kind}.{c.subject}", c.metric) for c in checked.with_status("insufficient")
+        }
         root = ElementTree.parse(path).getroot()
         suite = root.find("testsuite")
         assert root.tag == "testsuites" and suite is not None
         assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
-            str(len(checked.checks)), str(len(checked.with_status("fail"))), str(len(checked.with_status("insufficient"))),
+            str(len(checked.checks)),
+            str(len(checked.with_status("fail"))),
+            str(len(checked.with_status("insufficient"))),
         )
 
 
-def test_gate_command_exit_codes_and_files(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gate_command_exit_codes_and_files(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steady_run(store, "base")
     steady_run(store, "cand", faulty="calendar.add")
     monkeypatch.chdir(tmp_path)
@@ -310,7 +446,9 @@ def test_gate_command_exit_codes_and_files(store: StoreBuilder, tmp_path: Path, 
     code, output = invoke("gate", "--baseline", "base", "--candidate", "base", *db)
     assert code == 0 and output.startswith("gate: PASS")
 
-    code, output = invoke("gate", "--baseline", "base", "--candidate", "cand", "--junit", "ci/gate.xml", "--markdown", "ci/gate.md", *db)
+    code, output = invoke(
+        "gate", "--baseline", "base", "--candidate", "cand", "--junit", "ci/gate.xml", "--markdown", "ci/gate.md", *db
+    )
     assert code == 1
     assert "FAIL calendar.add error rate" in output and "new failing tools: calendar.add" in output
     assert len(list(junitparser.JUnitXml.fromfile("ci/gate.xml"))) == 1
@@ -344,12 +482,16 @@ def test_gate_command_exit_codes_and_files(store: StoreBuilder, tmp_path: Path, 
         ("broken.json", "base", "baseline file broken.json is not an exported report"),
     ],
 )
-def test_gate_usage_errors_exit_2(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, baseline: str, candidate: str, message: str) -> None:
+def test_gate_usage_errors_exit_2(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, baseline: str, candidate: str, message: str
+) -> None:
     steady_run(store, "base", ticks=2)
     store.run("empty", NOW)
     monkeypatch.chdir(tmp_path)
     Path("broken.json").write_text('{"scope": 1}')
-    code, output = invoke("gate", "--baseline", baseline, "--candidate", candidate, "--db", "results.db", "--junit", "gate.xml")
+    code, output = invoke(
+        "gate", "--baseline", baseline, "--candidate", candidate, "--db", "results.db", "--junit", "gate.xml"
+    )
     assert (code, message in output) == (2, True), output
     assert not Path("gate.xml").exists()
 
@@ -374,22 +516,44 @@ def test_a_baseline_edited_into_impossible_counts_is_a_usage_error(
     assert code == 2 and problem in output, output
 
 
-def test_junit_and_markdown_are_written_both_or_neither(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_junit_and_markdown_are_written_both_or_neither(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steady_run(store, "base")
     monkeypatch.chdir(tmp_path)
     Path("summary.md").mkdir()
-    code, output = invoke("gate", "--baseline", "base", "--candidate", "base", "--db", "results.db", "--junit", "gate.xml", "--markdown", "summary.md")
+    code, output = invoke(
+        "gate",
+        "--baseline",
+        "base",
+        "--candidate",
+        "base",
+        "--db",
+        "results.db",
+        "--junit",
+        "gate.xml",
+        "--markdown",
+        "summary.md",
+    )
     assert code == 2 and output.startswith("cannot write summary.md: Is a directory"), output
     assert not Path("gate.xml").exists() and not list(Path(".").glob(".*.tmp"))
 
 
-def test_console_script_exits_with_the_verdict(store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_console_script_exits_with_the_verdict(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     steady_run(store, "base")
     steady_run(store, "cand", faulty="calendar.add")
     monkeypatch.chdir(tmp_path)
     for candidate, code in (("base", 0), ("cand", 1), ("nope", 2)):
-        monkeypatch.setattr(sys, "argv", ["persona-runner", "gate", "--baseline", "base", "--candidate", candidate, "--db", "results.db"])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            ["persona-runner", "gate", "--baseline", "base", "--candidate", candidate, "--db", "results.db"],
+        )
         with pytest.raises(SystemExit) as exited:
             main()
         assert exited.value.code == code
-    assert capsys.readouterr().err.strip() == "error: unknown run nope; `persona-runner runs list` shows the recorded runs"
+    assert (
+        capsys.readouterr().err.strip() == "error: unknown run nope; `persona-runner runs list` shows the recorded runs"
+    )

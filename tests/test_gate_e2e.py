@@ -32,11 +32,30 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 def test_a_faulted_tool_fails_the_gate_naming_module_and_tool(two_runs: tuple[Path, str, str], tmp_path: Path) -> None:
     db, baseline, candidate = two_runs
     junit, summary = tmp_path / "gate.xml", tmp_path / "gate.md"
-    done = cli("gate", "--baseline", baseline, "--candidate", candidate, "--junit", str(junit), "--markdown", str(summary), "--db", str(db))
+    done = cli(
+        "gate",
+        "--baseline",
+        baseline,
+        "--candidate",
+        candidate,
+        "--junit",
+        str(junit),
+        "--markdown",
+        str(summary),
+        "--db",
+        str(db),
+    )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "FAIL todo.list error rate: error rate 0% -> 100%" in done.stdout and "FAIL todo error rate: error rate 0% -> " in done.stdout
+    assert (
+        "FAIL todo.list error rate: error rate 0% -> 100%" in done.stdout
+        and "FAIL todo error rate: error rate 0% -> " in done.stdout
+    )
     assert "new failing tools: todo.list" in done.stdout
-    failed = [f"{case.get('classname')}.{case.get('name')}" for case in ET.parse(junit).getroot().iter("testcase") if case.find("failure") is not None]
+    failed = [
+        f"{case.get('classname')}.{case.get('name')}"
+        for case in ET.parse(junit).getroot().iter("testcase")
+        if case.find("failure") is not None
+    ]
     assert any("tool.todo.list." in name for name in failed), failed
     assert any("module.todo." in name for name in failed), failed
     assert "todo.list" in summary.read_text()
@@ -64,7 +83,9 @@ def test_unknown_run_is_a_usage_error(two_runs: tuple[Path, str, str]) -> None:
     assert done.returncode == 2 and "no-such-run" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_report_on_the_candidate_names_what_changed_since_the_baseline(two_runs: tuple[Path, str, str], tmp_path: Path) -> None:
+def test_report_on_the_candidate_names_what_changed_since_the_baseline(
+    two_runs: tuple[Path, str, str], tmp_path: Path
+) -> None:
     db, baseline, candidate = two_runs
     figures = tmp_path / "report.json"
     assert cli("report", "--run", candidate, "--format", "json", "--out", str(figures), "--db", str(db)).returncode == 0
@@ -74,7 +95,9 @@ def test_report_on_the_candidate_names_what_changed_since_the_baseline(two_runs:
     changed = {change["module"]: change for change in report["changes"]}
     assert changed["todo"]["error_rate_moved"] and changed["todo"]["worse"]
     line = f"error rate 0% -> {todo['error_rate']:.0%} since run {baseline}"
-    assert re.fullmatch(rf"todo: (mean rating \d\.\d -> \d\.\d, )?{line}", changed["todo"]["summary"]), changed["todo"]["summary"]
+    assert re.fullmatch(rf"todo: (mean rating \d\.\d -> \d\.\d, )?{line}", changed["todo"]["summary"]), changed["todo"][
+        "summary"
+    ]
     markdown = tmp_path / "report.md"
     assert cli("report", "--run", candidate, "--format", "md", "--out", str(markdown), "--db", str(db)).returncode == 0
     assert f"- {changed['todo']['summary']}" in markdown.read_text()

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,9 @@ def fake() -> Iterator[FakeProvider]:
 def fast_retry_driver(fake: FakeProvider, provider: str, budget: int, base_url: str | None = None) -> LLMDriver:
     """A driver whose backoff is milliseconds, so budget tests stay quick."""
     suffix, env = PROVIDERS[provider]
-    client = make_client(LLM_DRIVERS[provider].client_class, next(iter(env.values())), base_url or fake.base_url + suffix, None)
+    client = make_client(
+        LLM_DRIVERS[provider].client_class, next(iter(env.values())), base_url or fake.base_url + suffix, None
+    )
     policy = RetryPolicy(budget=budget, base_delay=0.01, max_delay=1.0)
     return LLM_DRIVERS[provider](client=client, model="test-model", retry=policy)
 
@@ -60,7 +62,9 @@ def sent_results(provider: str, body: dict[str, Any]) -> dict[str, tuple[str, bo
         ]
         return {b["tool_use_id"]: (b["content"], b["is_error"]) for b in blocks}
     tools = [m for m in body["messages"] if m["role"] == "tool"]
-    return {m["tool_call_id"]: (m["content"].removeprefix("ERROR: "), m["content"].startswith("ERROR: ")) for m in tools}
+    return {
+        m["tool_call_id"]: (m["content"].removeprefix("ERROR: "), m["content"].startswith("ERROR: ")) for m in tools
+    }
 
 
 def forced_tool(provider: str, body: dict[str, Any]) -> str | None:
@@ -82,7 +86,11 @@ async def test_multi_turn_day_then_ratings(fake: FakeProvider, provider: str) ->
     verdict = await driver.rate(day, ["todo", "notes"], act.history())
     await driver.aclose()
 
-    assert act.calls == [("todo.list", {}), ("todo.create", {"title": "buy milk"}), ("notes.create", {"text": "milk is bought"})]
+    assert act.calls == [
+        ("todo.list", {}),
+        ("todo.create", {"title": "buy milk"}),
+        ("notes.create", {"text": "milk is bought"}),
+    ]
     assert [(r.module, r.rating, r.notes) for r in verdict.ratings] == [("todo", 4, "quick"), ("notes", 3, "fine")]
     assert verdict.status == "ok" and verdict.flags == []
     assert len(fake.received) == 5
@@ -141,7 +149,9 @@ async def test_429_waits_for_retry_after_then_succeeds(fake: FakeProvider, provi
     assert driver.exchanges[0]["failures"] == [{"error": "429 slow down", "waited_s": 0.2}]
 
 
-async def test_a_retry_after_longer_than_a_tick_waits_fails_the_tick_at_once_and_says_why(fake: FakeProvider, provider: str) -> None:
+async def test_a_retry_after_longer_than_a_tick_waits_fails_the_tick_at_once_and_says_why(
+    fake: FakeProvider, provider: str
+) -> None:
     fake.fail(429, "slow down", retry_after="120")
     driver = driver_for(fake, provider)
 
@@ -156,7 +166,9 @@ async def test_a_retry_after_longer_than_a_tick_waits_fails_the_tick_at_once_and
     )
 
 
-async def test_server_errors_until_the_budget_is_spent_fail_with_the_providers_message(fake: FakeProvider, provider: str) -> None:
+async def test_server_errors_until_the_budget_is_spent_fail_with_the_providers_message(
+    fake: FakeProvider, provider: str
+) -> None:
     fake.fail(529, "overloaded")
     fake.fail(503, "unavailable")
     fake.fail(500, "the model fell over")
@@ -170,7 +182,11 @@ async def test_server_errors_until_the_budget_is_spent_fail_with_the_providers_m
     assert str(caught.value) == f"tick tick-1: {provider} still failing after 2 retries: 500 the model fell over"
     # The transcript keeps what was asked and every failed attempt, though no answer came.
     [exchange] = driver.exchanges
-    assert [f["error"] for f in exchange["failures"]] == ["529 overloaded", "503 unavailable", "500 the model fell over"]
+    assert [f["error"] for f in exchange["failures"]] == [
+        "529 overloaded",
+        "503 unavailable",
+        "500 the model fell over",
+    ]
     assert "response" not in exchange and exchange["request"]["model"] == "test-model"
 
 
@@ -312,7 +328,9 @@ async def test_unknown_tools_are_reported_to_the_model_not_performed(fake: FakeP
 
 
 async def test_unparseable_openai_arguments_are_a_tool_error_and_recorded(fake: FakeProvider) -> None:
-    fake.answer("", Call("todo__create", id="broken", raw_arguments='{"title": "milk'), Call("todo__list", {}, id="fine"))
+    fake.answer(
+        "", Call("todo__create", id="broken", raw_arguments='{"title": "milk'), Call("todo__list", {}, id="fine")
+    )
     fake.answer("Done.")
     driver, act = driver_for(fake, "openai"), RecordingAct()
 
@@ -326,8 +344,12 @@ async def test_unparseable_openai_arguments_are_a_tool_error_and_recorded(fake: 
     assert driver.surprises[0].startswith("todo.create: the arguments are not valid JSON")
 
 
-async def test_a_nan_in_one_call_fails_that_call_alone_and_the_day_goes_on(fake: FakeProvider, provider: str, tmp_path: Path) -> None:
-    fake.answer("", Call("todo__create", {"title": "a", "priority": float("nan")}, id="bad"), Call("todo__list", {}, id="fine"))
+async def test_a_nan_in_one_call_fails_that_call_alone_and_the_day_goes_on(
+    fake: FakeProvider, provider: str, tmp_path: Path
+) -> None:
+    fake.answer(
+        "", Call("todo__create", {"title": "a", "priority": float("nan")}, id="bad"), Call("todo__list", {}, id="fine")
+    )
     fake.answer("Done.")
     path = tmp_path / "nan.jsonl"
     driver, act = driver_for(fake, provider, cassette=Cassette.record(path)), RecordingAct()
@@ -343,7 +365,9 @@ async def test_a_nan_in_one_call_fails_that_call_alone_and_the_day_goes_on(fake:
     # The cassette holds the answer as sent, NaN and all, and replays the same day.
     replayed_act = RecordingAct()
     suffix = PROVIDERS[provider][0]
-    replay = make_driver(provider, model="test-model", base_url="http://127.0.0.1:9" + suffix, cassette=Cassette.replay(path), env={})
+    replay = make_driver(
+        provider, model="test-model", base_url="http://127.0.0.1:9" + suffix, cassette=Cassette.replay(path), env={}
+    )
     await replay.play(make_day(), replayed_act)
     await replay.aclose()
     assert replayed_act.calls == act.calls
@@ -358,18 +382,36 @@ async def test_openai_caps_the_answer_with_the_field_its_server_reads(fake: Fake
     request = official.request("You are Ada.", [], [], None)  # built, never sent
     await official.aclose()
 
-    assert fake.received[0].body["max_tokens"] == MAX_OUTPUT_TOKENS and "max_completion_tokens" not in fake.received[0].body
+    assert (
+        fake.received[0].body["max_tokens"] == MAX_OUTPUT_TOKENS
+        and "max_completion_tokens" not in fake.received[0].body
+    )
     assert request["max_completion_tokens"] == MAX_OUTPUT_TOKENS and "max_tokens" not in request
 
 
 def test_a_base_url_without_scheme_or_host_is_one_line_up_front() -> None:
-    for bad in ("localhost:11434/v1", "127.0.0.1:11434", "ftp://127.0.0.1/v1", "http:///v1", "http://127.0.0.1:port/v1"):
+    for bad in (
+        "localhost:11434/v1",
+        "127.0.0.1:11434",
+        "ftp://127.0.0.1/v1",
+        "http:///v1",
+        "http://127.0.0.1:port/v1",
+    ):
         with pytest.raises(UserError) as caught:
             base_url_for("openai", bad, {})
-        assert str(caught.value).startswith(f"--base-url {bad!r} is not an http(s) URL with a host") and "\n" not in str(caught.value)
+        assert str(caught.value).startswith(
+            f"--base-url {bad!r} is not an http(s) URL with a host"
+        ) and "\n" not in str(caught.value)
     with pytest.raises(UserError, match="^ANTHROPIC_BASE_URL 'localhost:8080' is not"):
-        make_driver("anthropic", model="m", env={"ANTHROPIC_API_KEY": "test-key-not-real", "ANTHROPIC_BASE_URL": "localhost:8080"})
-    assert base_url_for("openai", "https://llm.example.test/v1", {"OPENAI_BASE_URL": "bad"}) == "https://llm.example.test/v1"
+        make_driver(
+            "anthropic",
+            model="m",
+            env={"ANTHROPIC_API_KEY": "test-key-not-real", "ANTHROPIC_BASE_URL": "localhost:8080"},
+        )
+    assert (
+        base_url_for("openai", "https://llm.example.test/v1", {"OPENAI_BASE_URL": "bad"})
+        == "https://llm.example.test/v1"
+    )
     assert base_url_for("openai", None, {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}) == "http://127.0.0.1:11434/v1"
     assert base_url_for("openai", None, {}) is None
 
@@ -377,7 +419,7 @@ def test_a_base_url_without_scheme_or_host_is_one_line_up_front() -> None:
 def test_retry_after_as_seconds_milliseconds_or_http_date() -> None:
     assert retry_after_seconds({"retry-after": "0.2"}) == 0.2
     assert retry_after_seconds({"retry-after-ms": "150", "retry-after": "9"}) == 0.15
-    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 28 <= (retry_after_seconds({"retry-after": later}) or 0) <= 30
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
@@ -406,7 +448,6 @@ def test_unknown_driver_and_missing_model_are_user_errors() -> None:
         make_driver("anthropic", model=None, env={"ANTHROPIC_API_KEY": "k"})
 
 
-
 async def test_an_empty_answer_is_left_out_of_the_history(fake: FakeProvider, provider: str) -> None:
     fake.answer("", Call("todo__list", {}, id="c1"))
     fake.answer("")
@@ -429,7 +470,12 @@ def test_non_finite_numbers_from_the_model_are_refused_not_recorded() -> None:
     assert not all_finite({"a": [1, float("nan")]})
     assert not all_finite({"n": float("inf")})
     ratings, flags = parse_ratings(
-        {"ratings": [{"module": "todo", "rating": float("nan"), "notes": ""}, {"module": "notes", "rating": 4, "notes": "ok"}]},
+        {
+            "ratings": [
+                {"module": "todo", "rating": float("nan"), "notes": ""},
+                {"module": "notes", "rating": 4, "notes": "ok"},
+            ]
+        },
         ["todo", "notes"],
     )
     assert [(r.module, r.rating) for r in ratings] == [("notes", 4)]
@@ -461,7 +507,9 @@ async def test_an_answer_that_is_not_json_fails_the_tick_in_one_line(fake: FakeP
     await driver.aclose()
 
 
-async def test_a_wait_past_the_ticks_deadline_fails_at_once_with_the_providers_message(fake: FakeProvider, provider: str) -> None:
+async def test_a_wait_past_the_ticks_deadline_fails_at_once_with_the_providers_message(
+    fake: FakeProvider, provider: str
+) -> None:
     fake.fail(429, "40k tokens per minute exceeded", retry_after="3")
     driver = driver_for(fake, provider)
     started = time.monotonic()
@@ -469,7 +517,10 @@ async def test_a_wait_past_the_ticks_deadline_fails_at_once_with_the_providers_m
         await driver.play(replace(make_day(), deadline=started + 1.0), RecordingAct())
     await driver.aclose()
     assert time.monotonic() - started < 2.5  # it did not sit out the 3 s
-    assert str(caught.value) == f"tick tick-1: {provider} asked to wait 3.0 s, past the tick's --timeout: 429 40k tokens per minute exceeded"
+    assert (
+        str(caught.value)
+        == f"tick tick-1: {provider} asked to wait 3.0 s, past the tick's --timeout: 429 40k tokens per minute exceeded"
+    )
 
 
 OPENAI_NO_USAGE = {
@@ -479,7 +530,9 @@ OPENAI_NO_USAGE = {
 }  # fmt: skip
 
 
-async def day_after_raw_answer(fake: FakeProvider, provider: str, body: dict[str, Any]) -> tuple[LLMDriver, RecordingAct]:
+async def day_after_raw_answer(
+    fake: FakeProvider, provider: str, body: dict[str, Any]
+) -> tuple[LLMDriver, RecordingAct]:
     """A day whose first answer is `body` as it is, and whose second ends the day."""
     fake.raw(body)
     fake.answer("done for today")
@@ -498,7 +551,10 @@ async def test_openai_odd_but_usable_answers_are_carried_out_and_noted(fake: Fak
     sent = fake.received[1].body["messages"]
     assert [m["tool_calls"][0]["function"]["arguments"] for m in sent if m.get("tool_calls")] == ["{}"]
     assert (driver.usage.tokens_in, driver.usage.tokens_out) == (10, 5)  # the second answer's; the first reported none
-    assert "openai reported no token usage: the tick's token figures are 0 and the token caps cannot apply" in driver.surprises
+    assert (
+        "openai reported no token usage: the tick's token figures are 0 and the token caps cannot apply"
+        in driver.surprises
+    )
     assert "an answer in the day was cut short: it reached the output token limit" in driver.surprises
 
 
@@ -512,7 +568,9 @@ ANTHROPIC_ARGUMENTS_NOT_AN_OBJECT = {
 async def test_anthropic_arguments_that_are_not_an_object_are_that_calls_error(fake: FakeProvider) -> None:
     driver, act = await day_after_raw_answer(fake, "anthropic", ANTHROPIC_ARGUMENTS_NOT_AN_OBJECT)
     assert act.calls == []
-    assert sent_results("anthropic", fake.received[1].body) == {"toolu_1": ("the arguments are not a JSON object", True)}
+    assert sent_results("anthropic", fake.received[1].body) == {
+        "toolu_1": ("the arguments are not a JSON object", True)
+    }
     history = [block for m in fake.received[1].body["messages"] if m["role"] == "assistant" for block in m["content"]]
     assert history == [{"type": "tool_use", "id": "toolu_1", "name": "todo__create", "input": {}}]
     assert (driver.usage.tokens_in, driver.usage.tokens_out) == (17, 8)

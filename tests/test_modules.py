@@ -345,9 +345,7 @@ async def test_mood_insights_over_past_days(world: World, ada: ToolContext) -> N
     with Session(world.engine) as session:
         for days_ago, score in ((6, 1), (5, 2), (1, 4), (0, 5), (30, 1)):
             logged_at = utcnow() - dt.timedelta(days=days_ago)
-            session.add(
-                MoodEntry(space_id=ada.space_id, created_by=ada.user_id, score=score, logged_at=logged_at)
-            )
+            session.add(MoodEntry(space_id=ada.space_id, created_by=ada.user_id, score=score, logged_at=logged_at))
         session.commit()
     insights = await call(ada, "mood.insights", days=7)
     assert (insights.count, insights.average, insights.trend) == (4, 3.0, "up")
@@ -529,7 +527,9 @@ async def test_concurrent_changes_to_one_note_all_land(ada: ToolContext) -> None
     assert body.tags == stored.tags
 
 
-def test_a_tool_logs_with_its_own_logger_naming_caller_and_space(world: World, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tool_logs_with_its_own_logger_naming_caller_and_space(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     user = world.user("lou@example.test")
     ctx = replace(world.ctx(user, world.space(user, "Lou")), invoker="persona", tool="notes.append")
     with caplog.at_level("INFO", logger="tool_registry.tools"):
@@ -552,7 +552,12 @@ LONG = "x" * 201
         ("todo.create", {"title": "t", "due": "tomorrow"}, "due", "due must be an ISO date like 2026-11-22"),
         ("todo.create", {"title": "t", "priority": "urgent"}, "priority", "'low', 'normal' or 'high'"),
         ("todo.create", {"title": "t", "colour": "red"}, "colour", "unknown field"),
-        ("todo.create", {"title": "t", "due": "1899-12-31"}, "due", "due must be in the years 1900 to 2999, got 1899-12-31"),
+        (
+            "todo.create",
+            {"title": "t", "due": "1899-12-31"},
+            "due",
+            "due must be in the years 1900 to 2999, got 1899-12-31",
+        ),
         ("todo.list", {"filter": "late"}, "filter", "'open', 'completed', 'overdue', 'today' or 'all'"),
         ("todo.list", {"limit": 101}, "limit", "less than or equal to 100"),
         ("notes.create", {"title": "n", "tags": ["Work"]}, "tags", "tags must be lowercase letters"),
@@ -608,7 +613,9 @@ def test_validation_messages_name_the_field(tool: str, args: dict[str, Any], fie
     with pytest.raises(ValidationError) as caught:
         spec.input.model_validate(args)
     sent = format_validation_error(tool, caught.value)
-    matching = [(where, message) for where, message in field_problems(caught.value, whole="(arguments)") if wording in message]
+    matching = [
+        (where, message) for where, message in field_problems(caught.value, whole="(arguments)") if wording in message
+    ]
     assert matching, sent
     where, message = matching[0]
     assert f"{where}: {message}" in sent

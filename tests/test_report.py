@@ -22,14 +22,21 @@ from persona_runner.commands.gate import gate as gate_command
 from persona_runner.commands.personas import personas_app
 from persona_runner.commands.report import report as report_command
 from persona_runner.commands.runs import runs_app
-from persona_runner.store.db import open_store
-from persona_runner.util.errors import UserError
+from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.formatting import utc_minute
-from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
 from persona_runner.reporting.html import render_html
 from persona_runner.reporting.markdown import cell, code, render_markdown
-from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
-from persona_runner.reporting.model import RatingStats, Report, error_rates_differ, rating_noise, ratings_differ, t_quantile_975
+from persona_runner.reporting.model import (
+    RatingStats,
+    Report,
+    error_rates_differ,
+    rating_noise,
+    ratings_differ,
+    t_quantile_975,
+)
+from persona_runner.store.db import open_store
+from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.util.errors import UserError
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OFFERED = ["todo.create", "todo.list", "todo.delete", "calendar.add", "calendar.list"]
@@ -48,12 +55,23 @@ class StoreBuilder:
 
     def persona(self, user_id: str, name: str, mix: dict[str, float]) -> None:
         with Session(self.engine) as session:
-            session.add(Persona(user_id=user_id, email=f"{user_id}@personas.test", name=name, archetype="tester", system_prompt="", module_mix=mix))
+            session.add(
+                Persona(
+                    user_id=user_id,
+                    email=f"{user_id}@personas.test",
+                    name=name,
+                    archetype="tester",
+                    system_prompt="",
+                    module_mix=mix,
+                )
+            )
             session.commit()
 
     def run(self, run_id: str, at: datetime, label: str | None = None) -> None:
         with Session(self.engine) as session:
-            session.add(Run(run_id=run_id, label=label, started_at=at, target="http://127.0.0.1/mcp", driver="scripted"))
+            session.add(
+                Run(run_id=run_id, label=label, started_at=at, target="http://127.0.0.1/mcp", driver="scripted")
+            )
             session.commit()
 
     def tick(
@@ -70,21 +88,52 @@ class StoreBuilder:
         self._ticks += 1
         tick_id = f"{run_id}-{self._ticks}"
         rows: list[Any] = [
-            Tick(tick_id=tick_id, run_id=run_id, persona_id=persona_id, persona_name=persona_id, tick_date=at.date().isoformat(), started_at=at, status=status, driver="scripted", tool_calls=len(calls))
+            Tick(
+                tick_id=tick_id,
+                run_id=run_id,
+                persona_id=persona_id,
+                persona_name=persona_id,
+                tick_date=at.date().isoformat(),
+                started_at=at,
+                status=status,
+                driver="scripted",
+                tool_calls=len(calls),
+            )
         ]
         if offered is not None:
             rows.append(Transcript(tick_id=tick_id, body={"tools_offered": list(offered), "calls": []}))
         for seq, (tool, latency, *error) in enumerate(calls):
             rows.append(
                 PersonaAction(
-                    id=f"{tick_id}:{seq}", persona_id=persona_id, tick_id=tick_id, run_id=run_id, seq=seq, tool_name=tool,
-                    module=tool.split(".")[0], input_hash="0" * 64, result="error" if error else "ok",
-                    error_message=error[0] if error else None, latency_ms=latency, created_at=at, probe=seq in probes,
+                    id=f"{tick_id}:{seq}",
+                    persona_id=persona_id,
+                    tick_id=tick_id,
+                    run_id=run_id,
+                    seq=seq,
+                    tool_name=tool,
+                    module=tool.split(".")[0],
+                    input_hash="0" * 64,
+                    result="error" if error else "ok",
+                    error_message=error[0] if error else None,
+                    latency_ms=latency,
+                    created_at=at,
+                    probe=seq in probes,
                 )
             )
         for module, given in ratings.items():
             rating, notes = given if isinstance(given, tuple) else (given, "")
-            rows.append(PersonaFeedback(id=f"{tick_id}:{module}", persona_id=persona_id, tick_id=tick_id, run_id=run_id, module=module, rating=rating, notes=notes, created_at=at))
+            rows.append(
+                PersonaFeedback(
+                    id=f"{tick_id}:{module}",
+                    persona_id=persona_id,
+                    tick_id=tick_id,
+                    run_id=run_id,
+                    module=module,
+                    rating=rating,
+                    notes=notes,
+                    created_at=at,
+                )
+            )
         with Session(self.engine) as session:
             session.add_all(rows)
             session.commit()
@@ -106,21 +155,38 @@ def build_known_store(url: str) -> StoreBuilder:
     store.persona("bob", "Bob", {"todo": 1, "calendar": 1})
     earlier = NOW - timedelta(days=1, hours=1)
     store.run("r0", earlier, label="baseline")
-    for ratings in ({"todo": 4, "calendar": 5}, {"todo": 4, "calendar": 5}, {"todo": 5, "calendar": 4}, {"todo": 4, "calendar": 5}):
-        store.tick("r0", "ann", earlier, [("todo.create", 15), ("calendar.add", 90), ("calendar.add", 110), ("calendar.list", 40)], ratings)
+    for ratings in (
+        {"todo": 4, "calendar": 5},
+        {"todo": 4, "calendar": 5},
+        {"todo": 5, "calendar": 4},
+        {"todo": 4, "calendar": 5},
+    ):
+        store.tick(
+            "r0",
+            "ann",
+            earlier,
+            [("todo.create", 15), ("calendar.add", 90), ("calendar.add", 110), ("calendar.list", 40)],
+            ratings,
+        )
     now = NOW - timedelta(hours=1)
     store.run("r1", now)
     store.tick(
-        "r1", "ann", now,
+        "r1",
+        "ann",
+        now,
         [("todo.create", 10), ("todo.create", 20), ("todo.list", 30), ("calendar.add", 100, "slot taken")],
         {"todo": (4, "fine"), "calendar": (2, "double booked")},
     )
     store.tick(
-        "r1", "ann", now,
+        "r1",
+        "ann",
+        now,
         [("todo.create", 40), ("calendar.add", 200, "slot taken"), ("calendar.list", 50)],
         {"todo": 5, "calendar": (1, "lost my <b>meeting</b> | twice")},
     )
-    store.tick("r1", "bob", now, [("todo.list", 60), ("calendar.add", 300)], {"todo": (3, "slow"), "calendar": (3, "ok")})
+    store.tick(
+        "r1", "bob", now, [("todo.list", 60), ("calendar.add", 300)], {"todo": (3, "slow"), "calendar": (3, "ok")}
+    )
     return store
 
 
@@ -192,19 +258,35 @@ def test_module_figures_match_hand_computed_values(store_url: str) -> None:
     half = 4.3027 / math.sqrt(3)
     assert (todo.rating.n, todo.rating.mean, todo.rating.sd) == (3, 4.0, pytest.approx(1.0))
     assert (todo.rating.ci_low, todo.rating.ci_high) == (pytest.approx(4 - half), 5.0)
-    assert (calendar.rating.mean, calendar.rating.ci_low, calendar.rating.ci_high) == (2.0, 1.0, pytest.approx(2 + half))
+    assert (calendar.rating.mean, calendar.rating.ci_low, calendar.rating.ci_high) == (
+        2.0,
+        1.0,
+        pytest.approx(2 + half),
+    )
 
     assert (todo.calls, todo.errors, todo.error_rate) == (5, 0, 0.0)
     assert (calendar.calls, calendar.errors, calendar.error_rate) == (4, 2, 0.5)
     tools = {t.tool: t for m in report.modules for t in m.tools}
     # Linear interpolation at position (n - 1) * p of the sorted latencies.
-    assert (tools["todo.create"].p50_ms, tools["todo.create"].p95_ms, tools["todo.create"].p99_ms) == (20, pytest.approx(38), pytest.approx(39.6))
-    assert (tools["todo.list"].p50_ms, tools["todo.list"].p95_ms, tools["todo.list"].p99_ms) == (45, pytest.approx(58.5), pytest.approx(59.7))
+    assert (tools["todo.create"].p50_ms, tools["todo.create"].p95_ms, tools["todo.create"].p99_ms) == (
+        20,
+        pytest.approx(38),
+        pytest.approx(39.6),
+    )
+    assert (tools["todo.list"].p50_ms, tools["todo.list"].p95_ms, tools["todo.list"].p99_ms) == (
+        45,
+        pytest.approx(58.5),
+        pytest.approx(59.7),
+    )
     assert (tools["calendar.add"].p50_ms, tools["calendar.add"].p95_ms) == (200, pytest.approx(290))
     assert tools["calendar.add"].error_rate == pytest.approx(2 / 3)
     assert tools["calendar.list"].p99_ms == 50
 
-    assert (todo.tools_offered, todo.tools_used, todo.coverage) == (["todo.create", "todo.delete", "todo.list"], ["todo.create", "todo.list"], pytest.approx(2 / 3))
+    assert (todo.tools_offered, todo.tools_used, todo.coverage) == (
+        ["todo.create", "todo.delete", "todo.list"],
+        ["todo.create", "todo.list"],
+        pytest.approx(2 / 3),
+    )
     assert (calendar.coverage, calendar.coverage_basis) == (1.0, "offered")
     # Ann made 7 calls with mix 3:1, Bob 2 with 1:1: intended todo = (7 * 3/4 + 2 * 1/2) / 9.
     assert (todo.actual_share, todo.intended_share) == (pytest.approx(5 / 9), pytest.approx(6.25 / 9))
@@ -220,7 +302,12 @@ def test_refused_probes_are_not_product_errors(store_url: str) -> None:
     store = StoreBuilder(store_url)
     store.persona("gremlin", "Gremlin", {"todo": 1})
     store.run("r0", NOW - timedelta(hours=1))
-    calls = [("todo.create", 10, "invalid arguments for todo.create: title: too long"), ("todo.create", 10, "invalid arguments for todo.create: due: not a date"), ("todo.create", 10, "database is down"), ("todo.create", 10)]
+    calls = [
+        ("todo.create", 10, "invalid arguments for todo.create: title: too long"),
+        ("todo.create", 10, "invalid arguments for todo.create: due: not a date"),
+        ("todo.create", 10, "database is down"),
+        ("todo.create", 10),
+    ]
     store.tick("r0", "gremlin", NOW - timedelta(hours=1), calls, {"todo": 4}, probes=frozenset({0, 1}))
     module = next(m for m in run_report(store, "r0").modules if m.module == "todo")
     assert (module.calls, module.errors, module.error_rate) == (4, 1, 0.25)
@@ -229,7 +316,14 @@ def test_refused_probes_are_not_product_errors(store_url: str) -> None:
 
 def test_persona_figures_and_rating_grid(store_url: str) -> None:
     report = run_report(build_known_store(store_url), "r1")
-    assert report.totals.model_dump() == {"ticks": 3, "calls": 9, "errors": 2, "ratings": 6, "personas": 2, "tick_statuses": {"ok": 3}}
+    assert report.totals.model_dump() == {
+        "ticks": 3,
+        "calls": 9,
+        "errors": 2,
+        "ratings": 6,
+        "personas": 2,
+        "tick_statuses": {"ok": 3},
+    }
     ann, bob = report.personas
     assert (ann.name, ann.ticks, ann.calls, ann.errors) == ("Ann", 2, 7, 2)
     assert (bob.name, bob.ticks, bob.calls, bob.errors) == ("Bob", 1, 2, 0)
@@ -256,7 +350,10 @@ def test_window_report_trends_per_day_and_compares_with_the_previous_window(stor
     calendar = report.module("calendar")
     assert calendar is not None
     days = [(NOW - timedelta(days=1, hours=1)).date().isoformat(), (NOW - timedelta(hours=1)).date().isoformat()]
-    assert [(p.bucket, p.rating.mean, p.error_rate) for p in calendar.trend] == [(days[0], 4.75, 0.0), (days[1], 2.0, 0.5)]
+    assert [(p.bucket, p.rating.mean, p.error_rate) for p in calendar.trend] == [
+        (days[0], 4.75, 0.0),
+        (days[1], 2.0, 0.5),
+    ]
     assert report.previous and report.previous.label == "the previous 7 days" and report.changes == []
     empty = build_report(store.engine, window_scope(timedelta(hours=1), until=NOW - timedelta(days=3)))
     assert empty.is_empty and empty.modules == []
@@ -270,7 +367,9 @@ def zoned_engine(pg_url: str, zone: str) -> Engine:
 @pytest.mark.postgres
 def test_day_buckets_are_utc_days_whatever_the_server_time_zone(pg_url: str) -> None:
     store = StoreBuilder(pg_url)
-    store.engine = zoned_engine(pg_url, "Pacific/Kiritimati")  # rows written at UTC+14, where both moments fall on Nov 21
+    store.engine = zoned_engine(
+        pg_url, "Pacific/Kiritimati"
+    )  # rows written at UTC+14, where both moments fall on Nov 21
     late, early = datetime(2026, 11, 20, 23, 30, tzinfo=UTC), datetime(2026, 11, 21, 0, 30, tzinfo=UTC)
     store.run("r0", late)
     store.tick("r0", "ann", late, [("todo.create", 10)], {"todo": 4})
@@ -282,7 +381,10 @@ def test_day_buckets_are_utc_days_whatever_the_server_time_zone(pg_url: str) -> 
         engine = zoned_engine(pg_url, zone)
         todo = build_report(engine, scope).module("todo")
         engine.dispose()
-        assert todo and [(p.bucket, p.calls, p.rating.mean) for p in todo.trend] == [("2026-11-20", 1, 4.0), ("2026-11-21", 2, 2.0)], zone
+        assert todo and [(p.bucket, p.calls, p.rating.mean) for p in todo.trend] == [
+            ("2026-11-20", 1, 4.0),
+            ("2026-11-21", 2, 2.0),
+        ], zone
 
 
 def test_the_store_hands_back_aware_utc_times_and_they_show_in_utc(store_url: str) -> None:
@@ -298,7 +400,10 @@ def test_report_over_several_runs_trends_per_run_in_start_order(store_url: str) 
     report = run_report(build_known_store(store_url), "r1", "r0")
     assert (report.scope.run_ids, report.scope.label, report.previous) == (["r0", "r1"], "runs r0, r1", None)
     calendar = report.module("calendar")
-    assert calendar and [(p.bucket, p.calls, p.errors, p.rating.mean) for p in calendar.trend] == [("r0", 12, 0, 4.75), ("r1", 4, 2, 2.0)]
+    assert calendar and [(p.bucket, p.calls, p.errors, p.rating.mean) for p in calendar.trend] == [
+        ("r0", 12, 0, 4.75),
+        ("r1", 4, 2, 2.0),
+    ]
 
 
 def test_coverage_falls_back_to_tools_seen_when_no_transcript_lists_them(tmp_path: Path) -> None:
@@ -308,7 +413,11 @@ def test_coverage_falls_back_to_tools_seen_when_no_transcript_lists_them(tmp_pat
     store.run("r1", NOW)
     store.tick("r1", "ann", NOW, [("todo.create", 5)], {"todo": 4}, offered=None)
     todo = run_report(store, "r1").module("todo")
-    assert todo and (todo.coverage_basis, todo.tools_offered, todo.coverage) == ("seen", ["todo.create", "todo.list"], 0.5)
+    assert todo and (todo.coverage_basis, todo.tools_offered, todo.coverage) == (
+        "seen",
+        ["todo.create", "todo.list"],
+        0.5,
+    )
     assert todo.intended_share is None  # no persona row, so no mix to compare against
 
 
@@ -356,7 +465,9 @@ def test_html_is_balanced_self_contained_and_has_every_section(store_url: str) -
     page = render_html(run_report(build_known_store(store_url), "r1"))
     assert page.startswith("<!DOCTYPE html>")
     parsed = parse_html(page)
-    assert {"changes", "summary", "modules", "details", "personas", "grid", "module-todo", "module-calendar"} <= set(parsed.ids)
+    assert {"changes", "summary", "modules", "details", "personas", "grid", "module-todo", "module-calendar"} <= set(
+        parsed.ids
+    )
     assert {"svg", "polyline", "rect", "style"} <= parsed.tags
     assert not {"script", "link", "img", "iframe"} & parsed.tags and "url(" not in page and "@import" not in page
     assert parsed.links and all(link.startswith("#") and link[1:] in parsed.ids for link in parsed.links)
@@ -372,14 +483,25 @@ def test_every_module_gets_its_own_anchor(tmp_path: Path) -> None:
     tools = ["a_b.x", "a-b.x", "A-b.x", "details.x"]
     store.tick("r0", "ann", NOW, [(tool, 10) for tool in tools], {}, offered=tools)
     parsed = parse_html(render_html(run_report(store, "r0")))  # fails on a repeated id
-    assert parsed.links == ["#module-_41_-b", "#module-a-b", "#module-a_5f_b", "#module-details"]  # A-b, a-b, a_b, details
+    assert parsed.links == [
+        "#module-_41_-b",
+        "#module-a-b",
+        "#module-a_5f_b",
+        "#module-details",
+    ]  # A-b, a-b, a_b, details
     assert {link[1:] for link in parsed.links} | {"details"} <= set(parsed.ids)
 
 
 def test_markdown_fits_a_pull_request_comment(store_url: str) -> None:
     text = render_markdown(run_report(build_known_store(store_url), "r1"))
     assert len(text) < 65536
-    for heading in ("## Persona feedback: run r1", "### What changed", "### Modules", "### Errors and lowest-rated notes", "### Personas"):
+    for heading in (
+        "## Persona feedback: run r1",
+        "### What changed",
+        "### Modules",
+        "### Errors and lowest-rated notes",
+        "### Personas",
+    ):
         assert heading in text
     assert "- calendar: mean rating 4.8 -> 2.0, error rate 0% -> 50% since run r0" in text
     assert "| calendar | 2.0 [1.0-4.5] | 3 | 4 | 50% | 290 ms `calendar.add` | 100% | 44% / 31% |" in text
@@ -395,11 +517,18 @@ def render_as_github(markdown: str) -> str:
 def test_markdown_shows_html_and_links_from_notes_as_text(tmp_path: Path) -> None:
     store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
     store.run("r0", NOW)
-    hostile = "<!-- the rest is hidden --> <img src=https://tracker.test/pixel.png> ![x](https://tracker.test/y.png) a & b"
+    hostile = (
+        "<!-- the rest is hidden --> <img src=https://tracker.test/pixel.png> ![x](https://tracker.test/y.png) a & b"
+    )
     store.tick("r0", "ann", NOW, [("todo.create<b>", 10, hostile)], {"todo": (1, hostile)})
     page = render_as_github(render_markdown(run_report(store, "r0")))
     assert "<img" not in page and "<!--" not in page and "<b>" not in page
-    assert page.count("&lt;!-- the rest is hidden --&gt; &lt;img src=https://tracker.test/pixel.png&gt; ![x](https://tracker.test/y.png) a &amp; b") == 2
+    assert (
+        page.count(
+            "&lt;!-- the rest is hidden --&gt; &lt;img src=https://tracker.test/pixel.png&gt; ![x](https://tracker.test/y.png) a &amp; b"
+        )
+        == 2
+    )
     assert "<code>todo.create&lt;b&gt;</code>" in page and "<h3>Personas</h3>" in page
 
 
@@ -436,7 +565,9 @@ def test_report_command_writes_every_format(tmp_path: Path, monkeypatch: pytest.
     code, output = invoke("report", "--db", "results.db", "--run", "r1", "--format", "json", "--out", "out/r1.json")
     assert code == 0, output
     figures = json.loads((tmp_path / "out" / "r1.json").read_text())
-    assert figures == json.loads(run_report(store, "r1").model_dump_json(exclude={"generated_at"})) | {"generated_at": figures["generated_at"]}
+    assert figures == json.loads(run_report(store, "r1").model_dump_json(exclude={"generated_at"})) | {
+        "generated_at": figures["generated_at"]
+    }
     code, _ = invoke("report", "--db", "results.db", "--since", "24h", "--format", "md", "--out", "r.md")
     assert code == 0 and (tmp_path / "r.md").read_text().startswith("## Persona feedback: the last 24 hours")
     code, _ = invoke("report", "--db", "results.db", "--run", "r1", "--run", "r0", "--format", "md", "--out", "r.md")
@@ -456,7 +587,9 @@ def test_report_command_writes_every_format(tmp_path: Path, monkeypatch: pytest.
         (["--db", "missing.db"], "missing.db does not exist; run `persona-runner run` first or pass --db"),
     ],
 )
-def test_report_command_refuses_mistakes_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:
+def test_report_command_refuses_mistakes_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
     build_known_store(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
     code, output = invoke("report", "--db", "results.db", "--out", "r.html", *args)
@@ -466,24 +599,45 @@ def test_report_command_refuses_mistakes_without_writing(tmp_path: Path, monkeyp
 
 @pytest.mark.parametrize(
     "command",
-    [["report"], ["gate", "--baseline", "r0", "--candidate", "r1"], ["runs", "list"], ["runs", "export", "r1"], ["personas", "list"], ["personas", "show", "ann"]],
+    [
+        ["report"],
+        ["gate", "--baseline", "r0", "--candidate", "r1"],
+        ["runs", "list"],
+        ["runs", "export", "r1"],
+        ["personas", "list"],
+        ["personas", "show", "ann"],
+    ],
 )
-def test_reading_commands_neither_create_a_store_nor_its_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+def test_reading_commands_neither_create_a_store_nor_its_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, output = invoke(*command, "--db", "new.db")
-    assert (code, output) == (2, f"results store {(tmp_path / 'new.db').resolve()} does not exist; run `persona-runner run` first or pass --db")
+    assert (code, output) == (
+        2,
+        f"results store {(tmp_path / 'new.db').resolve()} does not exist; run `persona-runner run` first or pass --db",
+    )
     assert not (tmp_path / "new.db").exists()
     (tmp_path / "blank.db").touch()
     code, output = invoke(*command, "--db", "blank.db")
-    assert code == 2 and "blank.db has no tables persona_actions, persona_feedback, personas, runs, ticks, transcripts;" in output
+    assert (
+        code == 2
+        and "blank.db has no tables persona_actions, persona_feedback, personas, runs, ticks, transcripts;" in output
+    )
     assert (tmp_path / "blank.db").stat().st_size == 0
 
 
 def test_listing_an_empty_store_is_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
-    assert invoke("runs", "list", "--db", "results.db") == (0, f"no runs recorded in {(tmp_path / 'results.db').resolve()}\n")
-    assert invoke("personas", "list", "--db", "results.db") == (0, "no personas in the results store yet: run `persona-runner run` or `persona-runner seed`\n")
+    assert invoke("runs", "list", "--db", "results.db") == (
+        0,
+        f"no runs recorded in {(tmp_path / 'results.db').resolve()}\n",
+    )
+    assert invoke("personas", "list", "--db", "results.db") == (
+        0,
+        "no personas in the results store yet: run `persona-runner run` or `persona-runner seed`\n",
+    )
 
 
 def test_runs_list_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -496,7 +650,9 @@ def test_runs_list_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     code, output = invoke("runs", "export", "r1", "--db", "results.db", "--out", "baseline.json")
     assert code == 0
     exported = Report.model_validate_json((tmp_path / "baseline.json").read_text())
-    assert exported.model_dump(exclude={"generated_at", "previous", "changes"}) == run_report(store, "r1").model_dump(exclude={"generated_at", "previous", "changes"})
+    assert exported.model_dump(exclude={"generated_at", "previous", "changes"}) == run_report(store, "r1").model_dump(
+        exclude={"generated_at", "previous", "changes"}
+    )
     assert invoke("runs", "export", "nope", "--db", "results.db")[0] == 2
 
 

@@ -25,7 +25,10 @@ def rows(db: Path, sql: str, *params: object) -> list[tuple]:
 
 def tool_sequence(db: Path) -> list[tuple]:
     """Every call of the run as (persona, seq, tool, input hash), persona by persona."""
-    return rows(db, "SELECT t.persona_name, a.seq, a.tool_name, a.input_hash FROM persona_actions a JOIN ticks t USING (tick_id) ORDER BY 1, 2")
+    return rows(
+        db,
+        "SELECT t.persona_name, a.seq, a.tool_name, a.input_hash FROM persona_actions a JOIN ticks t USING (tick_id) ORDER BY 1, 2",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,9 @@ def test_every_persona_ticks_with_actions_and_feedback(first_run: tuple[Path, st
     ticks = rows(db, "SELECT persona_name, status, tool_calls FROM ticks")
     assert sorted(name for name, _, _ in ticks) == sorted(p.name for p in CATALOG.personas)
     assert all(status == "ok" and calls > 0 for _, status, calls in ticks)
-    per_persona_feedback = dict(rows(db, "SELECT t.persona_name, COUNT(*) FROM persona_feedback f JOIN ticks t USING (tick_id) GROUP BY 1"))
+    per_persona_feedback = dict(
+        rows(db, "SELECT t.persona_name, COUNT(*) FROM persona_feedback f JOIN ticks t USING (tick_id) GROUP BY 1")
+    )
     assert set(per_persona_feedback) == {p.name for p in CATALOG.personas}
     assert rows(db, "SELECT COUNT(*) FROM persona_feedback WHERE rating < 1 OR rating > 5") == [(0,)]
     personas = rows(db, "SELECT name, last_active_at FROM personas")
@@ -55,7 +60,9 @@ def test_every_persona_ticks_with_actions_and_feedback(first_run: tuple[Path, st
 def test_action_hashes_match_the_transcript_and_latencies_are_positive(first_run: tuple[Path, str]) -> None:
     db, _ = first_run
     transcripts = {tick_id: json.loads(body) for tick_id, body in rows(db, "SELECT tick_id, body FROM transcripts")}
-    actions = rows(db, "SELECT tick_id, seq, tool_name, input_hash, latency_ms, result, error_message FROM persona_actions")
+    actions = rows(
+        db, "SELECT tick_id, seq, tool_name, input_hash, latency_ms, result, error_message FROM persona_actions"
+    )
     assert actions
     for tick_id, seq, tool, digest, latency, result, error in actions:
         call = transcripts[tick_id]["calls"][seq]
@@ -71,14 +78,22 @@ def test_action_hashes_match_the_transcript_and_latencies_are_positive(first_run
 def test_chaos_persona_invalid_calls_are_errors_with_the_gateways_message(first_run: tuple[Path, str]) -> None:
     db, _ = first_run
     chaos = next(p.name for p in CATALOG.personas if p.archetype == "chaos")
-    errors = rows(db, "SELECT a.error_message, a.probe FROM persona_actions a JOIN ticks t USING (tick_id) WHERE t.persona_name = ? AND a.result = 'error'", chaos)
+    errors = rows(
+        db,
+        "SELECT a.error_message, a.probe FROM persona_actions a JOIN ticks t USING (tick_id) WHERE t.persona_name = ? AND a.result = 'error'",
+        chaos,
+    )
     assert len(errors) >= 3
     assert any(message.startswith("invalid arguments for ") for message, _ in errors)
     # Refusing bad input on purpose is the product doing its job: probes are marked and not counted as its errors.
     assert all(probe for message, probe in errors if message.startswith("invalid arguments for "))
     [(tick_errors,)] = rows(db, "SELECT errors FROM ticks WHERE persona_name = ?", chaos)
     assert tick_errors == sum(1 for _, probe in errors if not probe)
-    assert rows(db, "SELECT COUNT(*) FROM persona_actions a JOIN ticks t USING (tick_id) WHERE t.persona_name != ? AND a.probe", chaos) == [(0,)]
+    assert rows(
+        db,
+        "SELECT COUNT(*) FROM persona_actions a JOIN ticks t USING (tick_id) WHERE t.persona_name != ? AND a.probe",
+        chaos,
+    ) == [(0,)]
 
 
 def test_same_seed_gives_the_same_tool_sequence_and_hashes(first_run: tuple[Path, str], tmp_path: Path) -> None:
@@ -93,17 +108,35 @@ def test_same_seed_gives_the_same_tool_sequence_and_hashes(first_run: tuple[Path
     assert tool_sequence(other) != tool_sequence(db)
 
 
-def test_served_fault_shows_up_as_errors_and_a_lower_rating_naming_it(first_run: tuple[Path, str], tmp_path: Path) -> None:
+def test_served_fault_shows_up_as_errors_and_a_lower_rating_naming_it(
+    first_run: tuple[Path, str], tmp_path: Path
+) -> None:
     db, _ = first_run
-    baseline = dict(rows(db, "SELECT t.persona_name, f.rating FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'"))
+    baseline = dict(
+        rows(
+            db,
+            "SELECT t.persona_name, f.rating FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'",
+        )
+    )
     faulted = tmp_path / "faulted.db"
     with served_product(tmp_path, "--fault", "todo.list=1.0", "--id-seed", "3") as (url, _):
         done = cli("run", "--target", url, "--admin-token", ADMIN, "--db", str(faulted), *RUN_ARGS)
     assert done.returncode == 0, done.stderr  # product errors are findings, not failed ticks
     failures = rows(faulted, "SELECT result, error_message FROM persona_actions WHERE tool_name = 'todo.list'")
-    assert failures and all(result == "error" and "injected fault: todo.list" in message for result, message in failures)
-    ratings = rows(faulted, "SELECT t.persona_name, f.rating, f.notes FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'")
-    callers = {name for (name,) in rows(faulted, "SELECT DISTINCT t.persona_name FROM persona_actions a JOIN ticks t USING (tick_id) WHERE a.tool_name = 'todo.list'")}
+    assert failures and all(
+        result == "error" and "injected fault: todo.list" in message for result, message in failures
+    )
+    ratings = rows(
+        faulted,
+        "SELECT t.persona_name, f.rating, f.notes FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'",
+    )
+    callers = {
+        name
+        for (name,) in rows(
+            faulted,
+            "SELECT DISTINCT t.persona_name FROM persona_actions a JOIN ticks t USING (tick_id) WHERE a.tool_name = 'todo.list'",
+        )
+    }
     assert callers & {name for name, _, _ in ratings}, "no persona that met the fault rated todo"
     for name, rating, notes in ratings:
         if name in callers:
@@ -131,7 +164,21 @@ def test_a_module_the_target_does_not_offer_is_reported_once(tmp_path: Path) -> 
     catalog.write_text(json.dumps(raw))
     first = CATALOG.personas[0].name
     with served_product(tmp_path) as (url, _):
-        done = cli("run", "--target", url, "--admin-token", ADMIN, "--catalog", str(catalog), "--persona", first, "--db", str(tmp_path / "r.db"))
+        done = cli(
+            "run",
+            "--target",
+            url,
+            "--admin-token",
+            ADMIN,
+            "--catalog",
+            str(catalog),
+            "--persona",
+            first,
+            "--db",
+            str(tmp_path / "r.db"),
+        )
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "garden" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: personas[0].moduleMix.garden: module not offered by the target")
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: personas[0].moduleMix.garden: module not offered by the target"
+    )

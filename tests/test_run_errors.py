@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from persona_runner.catalog import default_catalog_path
-from persona_runner.store.db import open_store
-from persona_runner.store.models import Run
 from persona_runner.run.recorder import RecordError
 from persona_runner.run.runner import _write_run
+from persona_runner.store.db import open_store
+from persona_runner.store.models import Run
 from tests.cli_helpers import ADMIN, SCRIPT, cli, served_product
 from tool_registry.modules import build_registry
 from tool_registry.server import BackgroundServer, free_port
@@ -93,11 +93,16 @@ def test_unreachable_target(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "seed"])
-@pytest.mark.parametrize("target", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "127.0.0.1:8765", "ftp://127.0.0.1"])
+@pytest.mark.parametrize(
+    "target", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "127.0.0.1:8765", "ftp://127.0.0.1"]
+)
 def test_a_malformed_target_is_one_usage_line(tmp_path: Path, command: str, target: str) -> None:
     done = cli(command, "--target", target, "--admin-token", ADMIN, "--db", str(tmp_path / "r.db"))
     assert done.returncode == 2
-    assert one_line_error(done.stderr) == f"error: --target {target!r} is not an http(s) URL with a host: write it like http://127.0.0.1:8765"
+    assert (
+        one_line_error(done.stderr)
+        == f"error: --target {target!r} is not an http(s) URL with a host: write it like http://127.0.0.1:8765"
+    )
     assert not (tmp_path / "r.db").exists()
 
 
@@ -114,7 +119,10 @@ def test_serving_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         done = cli("serve", "--port", str(port), "--data", str(tmp_path / "p.db"), timeout=60)
     assert done.returncode == 1
-    assert one_line_error(done.stderr) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host, or stop what uses it"
+    assert (
+        one_line_error(done.stderr)
+        == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host, or stop what uses it"
+    )
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -162,19 +170,54 @@ def test_production_refuses_the_development_secret(tmp_path: Path) -> None:
 def test_wrong_secret_fails_the_ticks_and_records_why(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     with served_product(tmp_path) as (url, _):
-        seeded = cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db), env={"PERSONA_SEED_SECRET": "the-right-one"})
+        seeded = cli(
+            "seed",
+            "--target",
+            url,
+            "--admin-token",
+            ADMIN,
+            "--db",
+            str(db),
+            env={"PERSONA_SEED_SECRET": "the-right-one"},
+        )
         assert seeded.returncode == 0, seeded.stderr
-        reseeded = cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db), env={"PERSONA_SEED_SECRET": "the-right-one"})
+        reseeded = cli(
+            "seed",
+            "--target",
+            url,
+            "--admin-token",
+            ADMIN,
+            "--db",
+            str(db),
+            env={"PERSONA_SEED_SECRET": "the-right-one"},
+        )
         assert "already up to date" in reseeded.stdout
-        done = cli("run", "--target", url, "--persona", "maya", "--persona", "ravi", "--db", str(db), env={"PERSONA_SEED_SECRET": "a-wrong-one", "COLUMNS": "60"})
+        done = cli(
+            "run",
+            "--target",
+            url,
+            "--persona",
+            "maya",
+            "--persona",
+            "ravi",
+            "--db",
+            str(db),
+            env={"PERSONA_SEED_SECRET": "a-wrong-one", "COLUMNS": "60"},
+        )
     assert done.returncode == 1
     assert "login refused" in done.stderr and "Traceback" not in done.stderr
     ticks = rows(db, "SELECT persona_name, status, error FROM ticks ORDER BY 1")
     assert [(name, status) for name, status, _ in ticks] == [("maya", "failed"), ("ravi", "failed")]
     assert all("PERSONA_SEED_SECRET" in error for _, _, error in ticks)
     # Each failure stays whole on its line in a log, and a refused login is no activity.
-    assert len([line for line in done.stderr.splitlines() if "login refused" in line and "PERSONA_SEED_SECRET?)" in line]) == 2
-    assert rows(db, "SELECT name, last_active_at FROM personas WHERE name IN ('maya', 'ravi') ORDER BY 1") == [("maya", None), ("ravi", None)]
+    assert (
+        len([line for line in done.stderr.splitlines() if "login refused" in line and "PERSONA_SEED_SECRET?)" in line])
+        == 2
+    )
+    assert rows(db, "SELECT name, last_active_at FROM personas WHERE name IN ('maya', 'ravi') ORDER BY 1") == [
+        ("maya", None),
+        ("ravi", None),
+    ]
 
 
 def test_a_tool_hanging_past_the_tick_timeout(tmp_path: Path) -> None:
@@ -182,7 +225,9 @@ def test_a_tool_hanging_past_the_tick_timeout(tmp_path: Path) -> None:
     delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=30s")]
     with served_product(tmp_path, *delays) as (url, _):
         started = time.monotonic()
-        done = cli("run", "--target", url, "--admin-token", ADMIN, "--persona", "ravi", "--timeout", "3", "--db", str(db))
+        done = cli(
+            "run", "--target", url, "--admin-token", ADMIN, "--persona", "ravi", "--timeout", "3", "--db", str(db)
+        )
         elapsed = time.monotonic() - started
     assert done.returncode == 1
     assert "timeout" in done.stderr
@@ -197,7 +242,11 @@ def test_a_tool_hanging_past_the_tick_timeout(tmp_path: Path) -> None:
 def served_calls(url: str) -> float:
     """Tool calls the product has answered so far, from its own /metrics."""
     metrics = httpx2.get(f"{url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("persona_product_tool_calls_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("persona_product_tool_calls_total{")
+    )
 
 
 def test_a_gateway_that_dies_mid_tick_keeps_what_was_recorded(tmp_path: Path) -> None:
@@ -205,7 +254,12 @@ def test_a_gateway_that_dies_mid_tick_keeps_what_was_recorded(tmp_path: Path) ->
     delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=250ms")]
     with served_product(tmp_path, *delays) as (url, server):
         assert cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db)).returncode == 0
-        run = subprocess.Popen([SCRIPT, "run", "--target", url, "--persona", "ravi", "--max-turns", "60", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [SCRIPT, "run", "--target", url, "--persona", "ravi", "--max-turns", "60", "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while served_calls(url) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -228,7 +282,25 @@ def test_ctrl_c_records_the_run_and_its_ticks_in_flight_as_aborted(tmp_path: Pat
     delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=250ms")]
     with served_product(tmp_path, *delays) as (url, _):
         assert cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db)).returncode == 0
-        run = subprocess.Popen([SCRIPT, "run", "--target", url, "--persona", "ravi", "--persona", "yuki", "--max-turns", "60", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [
+                SCRIPT,
+                "run",
+                "--target",
+                url,
+                "--persona",
+                "ravi",
+                "--persona",
+                "yuki",
+                "--max-turns",
+                "60",
+                "--db",
+                str(db),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while served_calls(url) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -260,10 +332,34 @@ def test_runs_against_different_products_share_one_persona_history(tmp_path: Pat
 def test_recording_without_a_key_leaves_an_existing_cassette_alone(tmp_path: Path) -> None:
     cassette = tmp_path / "keep.jsonl"
     cassette.write_text('{"kept": true}\n')
-    done = cli("run", "--driver", "anthropic", "--model", "m", "--cassette", "record", str(cassette), "--db", str(tmp_path / "r.db"), env={"ANTHROPIC_API_KEY": ""})
+    done = cli(
+        "run",
+        "--driver",
+        "anthropic",
+        "--model",
+        "m",
+        "--cassette",
+        "record",
+        str(cassette),
+        "--db",
+        str(tmp_path / "r.db"),
+        env={"ANTHROPIC_API_KEY": ""},
+    )
     assert done.returncode == 2 and "ANTHROPIC_API_KEY" in one_line_error(done.stderr)
     assert cassette.read_text() == '{"kept": true}\n'
-    into_directory = cli("run", "--driver", "anthropic", "--model", "m", "--cassette", "record", str(tmp_path), "--db", str(tmp_path / "r.db"), env={"ANTHROPIC_API_KEY": "k"})
+    into_directory = cli(
+        "run",
+        "--driver",
+        "anthropic",
+        "--model",
+        "m",
+        "--cassette",
+        "record",
+        str(tmp_path),
+        "--db",
+        str(tmp_path / "r.db"),
+        env={"ANTHROPIC_API_KEY": "k"},
+    )
     assert into_directory.returncode == 2 and "cannot record cassette" in one_line_error(into_directory.stderr)
 
 
@@ -283,7 +379,11 @@ def test_a_target_that_is_not_a_persona_product(tmp_path: Path) -> None:
     site.mkdir()
     (site / "health").write_text("<html><body>hello</body></html>")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -316,7 +416,9 @@ def fake_product(answers: dict[str, Any]) -> Starlette:
 
 
 WELL_SHAPED = {
-    "/api/v1/admin/personas": lambda persona: {"user": {"id": persona["email"]}, "change": "unchanged"} if persona else {"personas": []},
+    "/api/v1/admin/personas": lambda persona: (
+        {"user": {"id": persona["email"]}, "change": "unchanged"} if persona else {"personas": []}
+    ),
     "/api/v1/admin/spaces": {"added": []},
     "/api/v1/auth/login": {"token": "t", "user": {"id": "u1"}},
 }
@@ -326,7 +428,10 @@ WELL_SHAPED = {
     ("answers", "expected"),
     [
         ({}, "GET /api/v1/admin/personas on http://127.0.0.1:"),
-        ({"/health": JSONResponse(["down", "for\nmaintenance"], status_code=503)}, 'GET /health answered 503: ["down","for\\nmaintenance"]'),
+        (
+            {"/health": JSONResponse(["down", "for\nmaintenance"], status_code=503)},
+            'GET /health answered 503: ["down","for\\nmaintenance"]',
+        ),
         ({**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": [{"id": "s1"}]}}, "GET /api/v1/me/spaces on "),
         ({**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": []}}, "belongs to no space"),
     ],
@@ -345,12 +450,19 @@ def test_a_json_product_of_another_shape(tmp_path: Path, answers: dict[str, Any]
 
 
 def test_a_target_without_an_mcp_gateway_fails_its_ticks_in_one_line(tmp_path: Path) -> None:
-    answers = {**WELL_SHAPED, "/api/v1/me/spaces": {"spaces": [{"id": "s1", "name": "Maya", "type": "personal", "role": "owner"}]}}
+    answers = {
+        **WELL_SHAPED,
+        "/api/v1/me/spaces": {"spaces": [{"id": "s1", "name": "Maya", "type": "personal", "role": "owner"}]},
+    }
     answers["/mcp"] = JSONResponse({"error": "no MCP here"}, status_code=404)
     with BackgroundServer(fake_product(answers)) as server:
         done = cli("run", "--target", server.url, "--persona", "maya", "--db", str(tmp_path / "r.db"))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     expected = f"{server.url}/mcp refused the MCP session"
-    assert [line for line in done.stderr.splitlines() if expected in line] == [line for line in done.stderr.splitlines() if line.strip()]
-    assert [(status, expected in error) for status, error in rows(tmp_path / "r.db", "SELECT status, error FROM ticks")] == [("failed", True)]
+    assert [line for line in done.stderr.splitlines() if expected in line] == [
+        line for line in done.stderr.splitlines() if line.strip()
+    ]
+    assert [
+        (status, expected in error) for status, error in rows(tmp_path / "r.db", "SELECT status, error FROM ticks")
+    ] == [("failed", True)]

@@ -64,7 +64,7 @@ def open_product_db(data: str | None) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
-    import tool_registry.backend  # noqa: F401  (registers the module tables)
+    import tool_registry.backend
     import tool_registry.identity  # noqa: F401  (registers the identity tables)
 
     ProductTable.metadata.create_all(engine)

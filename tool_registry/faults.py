@@ -21,7 +21,9 @@ class FaultSpecError(ValueError):
 def _split(text: str, flag: str) -> tuple[str, str]:
     tool, sep, value = text.partition("=")
     if not sep or "." not in tool or not value:
-        raise FaultSpecError(f"{flag} {text!r}: expected TOOL=VALUE, e.g. {flag} todo.complete={'1.0' if flag == '--fault' else '200ms'}")
+        raise FaultSpecError(
+            f"{flag} {text!r}: expected TOOL=VALUE, e.g. {flag} todo.complete={'1.0' if flag == '--fault' else '200ms'}"
+        )
     return tool.strip(), value.strip()
 
 

@@ -142,7 +142,9 @@ class MembershipCache:
     trip per request.
     """
 
-    def __init__(self, is_member: Callable[[str, str], bool], ttl_seconds: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, is_member: Callable[[str, str], bool], ttl_seconds: float = 5.0, max_entries: int = 10_000
+    ) -> None:
         self._is_member = is_member
         self._ttl = ttl_seconds
         self._max = max_entries
@@ -175,11 +177,17 @@ class SpaceGuard:
         user = scope.get("user")
         named = [value for key, value in scope["headers"] if key == b"x-space"]
         if len(named) > 1:
-            await _send_json(send, 400, {"error": f"{len(named)} X-Space headers: send exactly one, naming the space to act in"})
+            await _send_json(
+                send, 400, {"error": f"{len(named)} X-Space headers: send exactly one, naming the space to act in"}
+            )
             return
         space_id = named[0].decode("latin-1").strip() if named else ""
         if not space_id:
-            await _send_json(send, 400, {"error": "missing X-Space header: name the space to act in (GET /api/v1/me/spaces lists yours)"})
+            await _send_json(
+                send,
+                400,
+                {"error": "missing X-Space header: name the space to act in (GET /api/v1/me/spaces lists yours)"},
+            )
             return
         subject = user.access_token.subject if isinstance(user, AuthenticatedUser) else None
         if subject is None or not await self.is_member(subject, space_id):
@@ -247,7 +255,11 @@ class Gateway:
         """Refuse to serve unless what tools/list returns and what tools/call dispatches are
         both exactly the registry's proposable tools as they are now."""
         fresh = self.registry.proposable()
-        problems = _differences("tools/list", {spec.name: describe_tool(spec) for spec in fresh}, {tool.name: tool for tool in self._exposed})
+        problems = _differences(
+            "tools/list",
+            {spec.name: describe_tool(spec) for spec in fresh},
+            {tool.name: tool for tool in self._exposed},
+        )
         problems += _differences("dispatch", {spec.name: spec for spec in fresh}, self._tools)
         if problems:
             raise DriftError("exposed tools drifted from the registry (" + "; ".join(problems) + "); refusing to serve")
@@ -257,10 +269,14 @@ class Gateway:
         guarded = SpaceGuard(StreamableHTTPASGIApp(self.session_manager), self._is_member)
         return RequireAuthMiddleware(guarded, required_scopes=[])
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=self._exposed)
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         started = time.perf_counter()
         outcome, result = await self._dispatch(ctx, params.name, params.arguments or {})
         self.metrics.tool_calls.labels(params.name if params.name in self.registry else "(unknown)", outcome).inc()
@@ -268,7 +284,9 @@ class Gateway:
             self.metrics.tool_duration.labels(params.name).observe(time.perf_counter() - started)
         return result
 
-    async def _dispatch(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> tuple[str, types.CallToolResult]:
+    async def _dispatch(
+        self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]
+    ) -> tuple[str, types.CallToolResult]:
         spec = self._tools.get(name)
         if spec is None:
             if name in self.registry:
@@ -278,8 +296,12 @@ class Gateway:
         access = get_access_token()
         space_id = getattr(ctx.request.state, CHECKED_SPACE, None) if ctx.request is not None else None
         if access is None or access.subject is None or space_id is None:
-            return "denied", error_result("this gateway only serves authenticated HTTP requests that passed the space check")
-        opted_in = spec.policy_hint == "destructive" and await anyio.to_thread.run_sync(self.allows_destructive, access.subject)
+            return "denied", error_result(
+                "this gateway only serves authenticated HTTP requests that passed the space check"
+            )
+        opted_in = spec.policy_hint == "destructive" and await anyio.to_thread.run_sync(
+            self.allows_destructive, access.subject
+        )
         decision = self.policy.check(access.subject, spec, arguments, destructive_allowed=opted_in)
         self.metrics.policy_decisions.labels(decision.label, decision.reason or "none").inc()
         for flag in decision.flags:
@@ -290,10 +312,16 @@ class Gateway:
         if delay := self.faults.delay_for(name):
             await anyio.sleep(delay)
         if self.faults.should_fail(name):
-            return "error", error_result(f"injected fault: {name} failed on purpose (the server was started with --fault {name}=…)")
+            return "error", error_result(
+                f"injected fault: {name} failed on purpose (the server was started with --fault {name}=…)"
+            )
         invoker = access.claims.get("kind") if access.claims else None
         context = ToolContext(
-            user_id=access.subject, space_id=space_id, backend=self.backend, token=access.token,
-            invoker=invoker if invoker in ("human", "persona") else "system", tool=name,
+            user_id=access.subject,
+            space_id=space_id,
+            backend=self.backend,
+            token=access.token,
+            invoker=invoker if invoker in ("human", "persona") else "system",
+            tool=name,
         )
         return await run_tool(spec, arguments, context)

@@ -58,7 +58,10 @@ async def read_model(request: Request, model: type[Model]) -> Model:
         raise ClientError(400, "request body nests arrays or objects too deeply: send a flat JSON object") from None
     except ValueError:
         # The only other refusal of the JSON reader: an integer too long to convert.
-        raise ClientError(400, f"request body holds an integer of more than {sys.get_int_max_str_digits()} digits: send shorter numbers") from None
+        raise ClientError(
+            400,
+            f"request body holds an integer of more than {sys.get_int_max_str_digits()} digits: send shorter numbers",
+        ) from None
     if not isinstance(data, dict):
         raise ClientError(400, f"request body must be a JSON object, not {type(data).__name__}")
     try:

@@ -184,7 +184,9 @@ class Identity:
             if user is None:
                 raise IdentityError(f"no user with id {user_id}", 404)
             if user.kind != "persona":
-                raise IdentityError(f"user {user_id} is a {user.kind}, not a persona; only personas can be deleted here", 409)
+                raise IdentityError(
+                    f"user {user_id} is a {user.kind}, not a persona; only personas can be deleted here", 409
+                )
             personal = list(session.exec(select(Space.id).where(Space.type == "personal", Space.owner_id == user_id)))
             try:
                 for table in reversed(ProductTable.metadata.sorted_tables):
@@ -284,7 +286,10 @@ class Identity:
             session.commit()
         except IntegrityError:
             session.rollback()
-            raise IdentityError(f"could not create {user.email}: a conflicting account was written at the same moment; send the request again", 409) from None
+            raise IdentityError(
+                f"could not create {user.email}: a conflicting account was written at the same moment; send the request again",
+                409,
+            ) from None
         session.refresh(user)
 
     @staticmethod

@@ -39,7 +39,7 @@ MAX_SCANNED_CHARS = 50_000
 
 DENY_REASONS = {
     "admin-scope": "admin tools cannot be called through the gateway",
-    "destructive-not-allowed": "destructive tools are off for this user; opt in with PUT /api/v1/me/preferences {{\"allow_destructive\": true}}",
+    "destructive-not-allowed": 'destructive tools are off for this user; opt in with PUT /api/v1/me/preferences {{"allow_destructive": true}}',
     "rate-limited": "rate limit exceeded: at most {limit} calls to {tool} per {window:g} s",
 }
 
@@ -109,7 +109,9 @@ class PolicyGate:
         self._calls: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._next_sweep = clock() + window_seconds
 
-    def check(self, user_id: str, spec: ToolSpec, arguments: dict[str, Any], *, destructive_allowed: bool = False) -> Decision:
+    def check(
+        self, user_id: str, spec: ToolSpec, arguments: dict[str, Any], *, destructive_allowed: bool = False
+    ) -> Decision:
         """`destructive_allowed`: whether the user opted in to destructive tools (only read for those)."""
         if self.mode == "off":
             return Decision(allowed=True)
@@ -118,7 +120,9 @@ class PolicyGate:
         if reason is None:
             return Decision(allowed=True, flags=flags)
         message = DENY_REASONS[reason].format(limit=self.rate_limit, tool=spec.name, window=self.window_seconds)
-        return Decision(allowed=self.mode == "log-only", reason=reason, message=f"policy denied {spec.name}: {message}", flags=flags)
+        return Decision(
+            allowed=self.mode == "log-only", reason=reason, message=f"policy denied {spec.name}: {message}", flags=flags
+        )
 
     def _violation(self, user_id: str, spec: ToolSpec, destructive_allowed: bool) -> str | None:
         if spec.scope == "admin":

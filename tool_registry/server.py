@@ -129,12 +129,16 @@ class Product:
 
     async def register(self, request: Request) -> Response:
         body = await read_model(request, RegisterBody)
-        user = await anyio.to_thread.run_sync(lambda: self.identity.register(email=body.email, password=body.password, name=body.name))
+        user = await anyio.to_thread.run_sync(
+            lambda: self.identity.register(email=body.email, password=body.password, name=body.name)
+        )
         return JSONResponse({"user": user_json(user)}, status_code=201)
 
     async def login(self, request: Request) -> Response:
         body = await read_model(request, LoginBody)
-        token, expires_at, user = await anyio.to_thread.run_sync(lambda: self.identity.login(email=body.email, password=body.password))
+        token, expires_at, user = await anyio.to_thread.run_sync(
+            lambda: self.identity.login(email=body.email, password=body.password)
+        )
         return JSONResponse({"token": token, "expires_at": expires_at, "user": user_json(user)})
 
     async def jwks(self, request: Request) -> Response:
@@ -159,7 +163,9 @@ class Product:
         user, change = await anyio.to_thread.run_sync(
             lambda: self.identity.upsert_persona(email=body.email, name=body.name, password=body.password)
         )
-        return JSONResponse({"user": user_json(user), "change": change}, status_code=201 if change == "created" else 200)
+        return JSONResponse(
+            {"user": user_json(user), "change": change}, status_code=201 if change == "created" else 200
+        )
 
     async def list_personas(self, request: Request) -> Response:
         self._require_admin(request)
@@ -231,7 +237,9 @@ class Product:
         handlers = {
             ClientError: lambda _req, exc: exc.response(),
             IdentityError: lambda _req, exc: JSONResponse({"error": str(exc)}, status_code=exc.status),
-            HTTPException: lambda _req, exc: JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers),
+            HTTPException: lambda _req, exc: JSONResponse(
+                {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            ),
         }
         return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self.lifespan)  # type: ignore[arg-type]
 
@@ -249,7 +257,9 @@ class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name=f"product-{self.port}", daemon=True)
 

@@ -35,7 +35,10 @@ class PerUserSessionManager(StreamableHTTPSessionManager):
         self.max_per_user = max_per_user
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
-        if requestor is not None and sum(owner == requestor for owner in self._session_owners.values()) >= self.max_per_user:
+        if (
+            requestor is not None
+            and sum(owner == requestor for owner in self._session_owners.values()) >= self.max_per_user
+        ):
             logger.warning("refusing a new MCP session: its user already holds %d", self.max_per_user)
             return None
         return super()._admit_session(requestor)

@@ -19,7 +19,13 @@ from typing import Any
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 DEFAULT_ISSUER = "persona-product"
 DEFAULT_AUDIENCE = "persona-product-mcp"
@@ -93,17 +99,29 @@ class TokenIssuer:
         raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._public_jwk = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
         # RFC 7638 thumbprint: members in lexicographic order, no whitespace.
-        thumbprint = hashlib.sha256(json.dumps(self._public_jwk, separators=(",", ":"), sort_keys=True).encode()).digest()
+        thumbprint = hashlib.sha256(
+            json.dumps(self._public_jwk, separators=(",", ":"), sort_keys=True).encode()
+        ).digest()
         self.kid = _b64url(thumbprint)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [{**self._public_jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
 
-    def issue(self, *, sub: str, email: str, kind: str, now: float | None = None, ttl_seconds: int | None = None) -> tuple[str, int]:
+    def issue(
+        self, *, sub: str, email: str, kind: str, now: float | None = None, ttl_seconds: int | None = None
+    ) -> tuple[str, int]:
         """Return (token, expires_at as Unix seconds)."""
         iat = int(now if now is not None else time.time())
         exp = iat + (self.ttl_seconds if ttl_seconds is None else ttl_seconds)
-        payload = {"sub": sub, "email": email, "kind": kind, "aud": self.audience, "iss": self.issuer, "iat": iat, "exp": exp}
+        payload = {
+            "sub": sub,
+            "email": email,
+            "kind": kind,
+            "aud": self.audience,
+            "iss": self.issuer,
+            "iat": iat,
+            "exp": exp,
+        }
         token = jwt.encode(payload, self._key, algorithm="EdDSA", headers={"kid": self.kid})
         return token, exp
 
@@ -111,7 +129,9 @@ class TokenIssuer:
 class TokenVerifier:
     """Verifies tokens against a JWKS: EdDSA only, audience and issuer pinned, expiry enforced."""
 
-    def __init__(self, jwks: dict[str, Any], *, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE, leeway: int = 5) -> None:
+    def __init__(
+        self, jwks: dict[str, Any], *, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE, leeway: int = 5
+    ) -> None:
         self._keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(jwks).keys}
         self.issuer = issuer
         self.audience = audience
@@ -135,4 +155,6 @@ class TokenVerifier:
             )
         except (jwt.PyJWTError, ValueError, TypeError):
             return None
-        return Claims(sub=payload["sub"], email=payload["email"], kind=payload["kind"], exp=payload["exp"], iat=payload["iat"])
+        return Claims(
+            sub=payload["sub"], email=payload["email"], kind=payload["kind"], exp=payload["exp"], iat=payload["iat"]
+        )

@@ -8,10 +8,17 @@ from typing import Annotated
 import typer
 
 from persona_runner.commands.options import DbOption, store_from, write_all_atomic
-from persona_runner.util.errors import UserError
-from persona_runner.reporting.gate import GateResult, Thresholds, compare, load_baseline_file, render_junit, render_markdown
 from persona_runner.reporting.aggregate import build_report, runs_scope
+from persona_runner.reporting.gate import (
+    GateResult,
+    Thresholds,
+    compare,
+    load_baseline_file,
+    render_junit,
+    render_markdown,
+)
 from persona_runner.reporting.model import Report
+from persona_runner.util.errors import UserError
 
 
 def _is_file(baseline: str) -> bool:
@@ -33,24 +40,52 @@ def _explain(result: GateResult) -> list[str]:
 def _require_baseline(report: Report) -> None:
     """A baseline without calls or ratings gives nothing to compare with: the wrong run was picked."""
     if report.is_empty:
-        raise UserError(f"baseline {report.scope.label} recorded no tool calls and no ratings; pick another run (`persona-runner runs list`)")
+        raise UserError(
+            f"baseline {report.scope.label} recorded no tool calls and no ratings; pick another run (`persona-runner runs list`)"
+        )
 
 
 def _require_candidate(report: Report) -> None:
     """A candidate without a single tick never ran; one whose ticks all failed did, and fails the gate."""
     if report.totals.ticks == 0:
-        raise UserError(f"candidate {report.scope.label} recorded no ticks; pick another run (`persona-runner runs list`)")
+        raise UserError(
+            f"candidate {report.scope.label} recorded no ticks; pick another run (`persona-runner runs list`)"
+        )
 
 
 def gate(
-    baseline: Annotated[str, typer.Option("--baseline", help="Baseline: a run id, or a JSON file written by `runs export`.", show_default=False)],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline", help="Baseline: a run id, or a JSON file written by `runs export`.", show_default=False
+        ),
+    ],
     candidate: Annotated[str, typer.Option("--candidate", help="The run to judge.", show_default=False)],
-    max_error_rate_increase: Annotated[float, typer.Option(min=0.0, help="Largest allowed rise in error rate, and in the share of failed ticks, as a fraction (0.05 = 5 points); a larger rise fails only if also beyond noise.")] = 0.05,
-    max_rating_drop: Annotated[float, typer.Option(min=0.0, help="Largest allowed drop in mean rating; a larger drop fails only if it is also beyond noise.")] = 0.5,
-    max_p95_latency_ratio: Annotated[float, typer.Option(min=0.0, help="Largest allowed candidate/baseline p95 latency per tool.")] = 1.5,
-    min_coverage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Smallest share of a module's offered tools the candidate must use.")] = 0.8,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML: one test case per check.", show_default=False)] = None,
-    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown summary table.", show_default=False)] = None,
+    max_error_rate_increase: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Largest allowed rise in error rate, and in the share of failed ticks, as a fraction (0.05 = 5 points); a larger rise fails only if also beyond noise.",
+        ),
+    ] = 0.05,
+    max_rating_drop: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Largest allowed drop in mean rating; a larger drop fails only if it is also beyond noise."
+        ),
+    ] = 0.5,
+    max_p95_latency_ratio: Annotated[
+        float, typer.Option(min=0.0, help="Largest allowed candidate/baseline p95 latency per tool.")
+    ] = 1.5,
+    min_coverage: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Smallest share of a module's offered tools the candidate must use.")
+    ] = 0.8,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Also write JUnit XML: one test case per check.", show_default=False)
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Also write a Markdown summary table.", show_default=False)
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Compare a candidate run with a baseline: its ticks, then per module and per tool. Exit 0 pass, 1 fail, 2 usage error."""
@@ -75,7 +110,9 @@ def gate(
     )
     result = compare(before, after, limits, baseline_label=label)
     # Both files or neither: CI never finds one file of the verdict and not the other.
-    write_all_atomic([(path, render(result)) for path, render in ((junit, render_junit), (markdown, render_markdown)) if path])
+    write_all_atomic(
+        [(path, render(result)) for path, render in ((junit, render_junit), (markdown, render_markdown)) if path]
+    )
     typer.echo("\n".join(_explain(result)))
     if not result.passed:
         raise typer.Exit(1)  # the verdict is the exit code CI reads

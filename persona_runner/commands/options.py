@@ -18,8 +18,20 @@ from persona_runner.store.db import ENV_DB, StoreError, open_store
 from persona_runner.util.errors import UserError
 from persona_runner.util.urls import require_http_url
 
-CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Persona catalog. Default: ./catalog.json, else the shipped one.", show_default=False)]
-DbOption = Annotated[str | None, typer.Option("--db", help=f"Results store: a SQLite path or a postgresql:// URL. Default ${ENV_DB}, else ./persona-runner.db.", show_default=False)]
+CatalogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog", help="Persona catalog. Default: ./catalog.json, else the shipped one.", show_default=False
+    ),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help=f"Results store: a SQLite path or a postgresql:// URL. Default ${ENV_DB}, else ./persona-runner.db.",
+        show_default=False,
+    ),
+]
 
 
 def _checked_target(url: str | None) -> str | None:
@@ -28,9 +40,22 @@ def _checked_target(url: str | None) -> str | None:
 
 TargetOption = Annotated[
     str | None,
-    typer.Option("--target", callback=_checked_target, help="Base URL of a running product, e.g. http://127.0.0.1:8765.", show_default=False),
+    typer.Option(
+        "--target",
+        callback=_checked_target,
+        help="Base URL of a running product, e.g. http://127.0.0.1:8765.",
+        show_default=False,
+    ),
 ]
-AdminTokenOption = Annotated[str | None, typer.Option("--admin-token", envvar="PERSONA_ADMIN_TOKEN", help="The product's admin token (X-Admin-Token), needed to seed personas.", show_default=False)]
+AdminTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        envvar="PERSONA_ADMIN_TOKEN",
+        help="The product's admin token (X-Admin-Token), needed to seed personas.",
+        show_default=False,
+    ),
+]
 
 
 def catalog_path(path: Path | None) -> Path:

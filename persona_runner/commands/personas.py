@@ -10,11 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from persona_runner.commands.options import DbOption, store_from
-from persona_runner.util.errors import UserError
 from persona_runner.reporting.formatting import utc_minute
 from persona_runner.store.views import RECENT_DAYS, activity, recent_actions
+from persona_runner.util.errors import UserError
 
-personas_app = typer.Typer(help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True)
+personas_app = typer.Typer(
+    help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True
+)
 # Everything shown comes from the catalog, the store or the product: text, never markup.
 out = Console(markup=False)
 
@@ -39,11 +41,27 @@ def list_personas(db: DbOption = None) -> None:
         typer.echo("no personas in the results store yet: run `persona-runner run` or `persona-runner seed`")
         return
     table = Table(title="Personas")
-    for column in ("name", "archetype", "cadence", "last active", f"actions {RECENT_DAYS}d", f"errors {RECENT_DAYS}d", "mean rating per module"):
+    for column in (
+        "name",
+        "archetype",
+        "cadence",
+        "last active",
+        f"actions {RECENT_DAYS}d",
+        f"errors {RECENT_DAYS}d",
+        "mean rating per module",
+    ):
         table.add_column(column)
     for row in rows:
         p = row.persona
-        table.add_row(p.name, p.archetype, p.tick_cadence, _when(p.last_active_at), str(row.actions_recent), str(row.errors_recent), _ratings(row.ratings))
+        table.add_row(
+            p.name,
+            p.archetype,
+            p.tick_cadence,
+            _when(p.last_active_at),
+            str(row.actions_recent),
+            str(row.errors_recent),
+            _ratings(row.ratings),
+        )
     out.print(table)
 
 
@@ -60,8 +78,13 @@ def show(name: str, db: DbOption = None) -> None:
         raise UserError(f"no persona named {name!r} in the results store (known: {known})")
     row = rows[0]
     p = row.persona
-    out.print(Text(p.name, style="bold") + f" <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}")
-    out.print(f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days")
+    out.print(
+        Text(p.name, style="bold")
+        + f" <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}"
+    )
+    out.print(
+        f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days"
+    )
     mix = ", ".join(f"{module} {weight:g}" for module, weight in p.module_mix.items())
     out.print(f"module mix: {mix}")
     if row.ratings:
@@ -75,5 +98,11 @@ def show(name: str, db: DbOption = None) -> None:
     for column in ("when", "tool", "result", "latency ms", "error"):
         actions.add_column(column)
     for action in recent_actions(engine, p.user_id):
-        actions.add_row(_when(action.created_at), action.tool_name, action.result, f"{action.latency_ms:.0f}", (action.error_message or "")[:80])
+        actions.add_row(
+            _when(action.created_at),
+            action.tool_name,
+            action.result,
+            f"{action.latency_ms:.0f}",
+            (action.error_message or "")[:80],
+        )
     out.print(actions)

@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from persona_runner.commands.options import DbOption, store_from, write_atomic
-from persona_runner.util.errors import UserError
+from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.html import render_html
 from persona_runner.reporting.markdown import render_markdown
-from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.model import Report
+from persona_runner.util.errors import UserError
 
 REPORTS_DIR = Path("reports")
 DEFAULT_SINCE = "7d"
@@ -50,15 +50,33 @@ def parse_since(text: str) -> timedelta:
     except (OverflowError, ValueError):  # more days than a timedelta holds, or more digits than int() reads
         length = None
     if length is None or length > timedelta(days=MAX_SINCE_DAYS):
-        raise UserError(f"--since {text!r}: the window can be at most {MAX_SINCE_DAYS} days (--since {MAX_SINCE_DAYS}d)")
+        raise UserError(
+            f"--since {text!r}: the window can be at most {MAX_SINCE_DAYS} days (--since {MAX_SINCE_DAYS}d)"
+        )
     return length
 
 
 def report(
-    since: Annotated[str | None, typer.Option("--since", help="Time window ending now: 30m, 24h, 7d, 2w. Default: 7d.", show_default=False)] = None,
-    run: Annotated[list[str] | None, typer.Option("--run", help="Report on this run (repeatable) instead of a time window.", show_default=False)] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="html (one self-contained page), md (fits a PR comment) or json (every figure).")] = Format.html,
-    out: Annotated[Path | None, typer.Option("--out", help="Output file. Default: reports/<UTC timestamp>.<format>, also copied to reports/latest.<format>.", show_default=False)] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Time window ending now: 30m, 24h, 7d, 2w. Default: 7d.", show_default=False),
+    ] = None,
+    run: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Report on this run (repeatable) instead of a time window.", show_default=False),
+    ] = None,
+    output_format: Annotated[
+        Format,
+        typer.Option("--format", help="html (one self-contained page), md (fits a PR comment) or json (every figure)."),
+    ] = Format.html,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output file. Default: reports/<UTC timestamp>.<format>, also copied to reports/latest.<format>.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Turn recorded actions and ratings into a report, module by module, with what changed at the top."""

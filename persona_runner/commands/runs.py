@@ -11,10 +11,12 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from persona_runner.commands.options import DbOption, store_from, write_atomic
-from persona_runner.reporting.formatting import utc_minute
 from persona_runner.reporting.aggregate import RUNS, TICKS, build_report, runs_scope, store_name
+from persona_runner.reporting.formatting import utc_minute
 
-runs_app = typer.Typer(help="Recorded runs: list them to pick ids, export one as a gate baseline.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Recorded runs: list them to pick ids, export one as a gate baseline.", no_args_is_help=True
+)
 
 
 @runs_app.command("list")
@@ -26,7 +28,15 @@ def list_runs(
     engine = store_from(db, create=False)
     ticks = select(TICKS.c.run_id, func.count().label("ticks")).group_by(TICKS.c.run_id).subquery()
     stmt = (
-        select(RUNS.c.run_id, RUNS.c.label, RUNS.c.started_at, RUNS.c.driver, RUNS.c.model, RUNS.c.status, func.coalesce(ticks.c.ticks, 0).label("ticks"))
+        select(
+            RUNS.c.run_id,
+            RUNS.c.label,
+            RUNS.c.started_at,
+            RUNS.c.driver,
+            RUNS.c.model,
+            RUNS.c.status,
+            func.coalesce(ticks.c.ticks, 0).label("ticks"),
+        )
         .outerjoin(ticks, ticks.c.run_id == RUNS.c.run_id)
         .order_by(RUNS.c.started_at.desc())
         .limit(limit)
@@ -48,7 +58,9 @@ def list_runs(
 @runs_app.command("export")
 def export(
     run_id: Annotated[str, typer.Argument(help="The run to export.", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.", show_default=False)] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write here instead of standard output.", show_default=False)
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Write a run's figures as JSON, to keep in a repository and pass to `gate --baseline FILE.json`."""

@@ -7,12 +7,20 @@ from typing import Annotated
 import anyio
 import typer
 
-from persona_runner.run.client import ProductClient, ProductError
-from persona_runner.commands.options import AdminTokenOption, CatalogOption, DbOption, TargetOption, catalog_from, store_from, user_errors_from
+from persona_runner.commands.options import (
+    AdminTokenOption,
+    CatalogOption,
+    DbOption,
+    TargetOption,
+    catalog_from,
+    store_from,
+    user_errors_from,
+)
 from persona_runner.credentials import seed_secret
-from persona_runner.util.errors import UserError
+from persona_runner.run.client import ProductClient, ProductError
 from persona_runner.run.recorder import RecordError
 from persona_runner.run.seeding import SeedReport, seed_catalog
+from persona_runner.util.errors import UserError
 
 DEFAULT_TARGET = "http://127.0.0.1:8765"
 
@@ -51,7 +59,9 @@ def print_seed_report(report: SeedReport, target: str, *, dry_run: bool = False)
     for name, change in report.personas:
         typer.echo(f"persona {name}: {change}")
     for name, added in report.spaces:
-        typer.echo(f"space {name}: " + (f"added {', '.join(added)}" if added else ("would ensure" if dry_run else "unchanged")))
+        typer.echo(
+            f"space {name}: " + (f"added {', '.join(added)}" if added else ("would ensure" if dry_run else "unchanged"))
+        )
     print_module_warnings(report)
     verdict = "dry run, nothing written" if dry_run else ("changes applied" if report.changed else "already up to date")
     typer.echo(f"seeded {len(report.personas)} personas and {len(report.spaces)} spaces on {target}: {verdict}")

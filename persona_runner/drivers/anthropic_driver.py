@@ -11,10 +11,9 @@ from typing import Any
 
 import anthropic
 
-from persona_runner.util.canonical import canonical_json
 from persona_runner.domain import Usage
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, Reply, ToolCall, ToolResult, json_safe
-
+from persona_runner.util.canonical import canonical_json
 
 #: Stop reasons that mean the answer is not what the model meant to say in full.
 CUT_STOP_REASONS = {"max_tokens": "it reached the output token limit", "refusal": "the model refused to go on"}
@@ -36,8 +35,15 @@ class AnthropicDriver(LLMDriver):
     def tool_spec(self, name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "description": description, "input_schema": schema}
 
-    def request(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None) -> dict[str, Any]:
-        request: dict[str, Any] = {"model": self.model, "max_tokens": MAX_OUTPUT_TOKENS, "system": system, "messages": messages}
+    def request(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": MAX_OUTPUT_TOKENS,
+            "system": system,
+            "messages": messages,
+        }
         if tools:
             request["tools"] = tools
         if forced:
@@ -62,7 +68,11 @@ class AnthropicDriver(LLMDriver):
                 if isinstance(block.input, dict):
                     calls.append(ToolCall(block.id, block.name, dict(block.input), canonical_json(safe_input)))
                 else:
-                    calls.append(ToolCall(block.id, block.name, {}, canonical_json(safe_input), "the arguments are not a JSON object"))
+                    calls.append(
+                        ToolCall(
+                            block.id, block.name, {}, canonical_json(safe_input), "the arguments are not a JSON object"
+                        )
+                    )
                     safe_input = {}  # the history must hold an object, or the next request is refused
                 content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": safe_input})
         return Reply(
@@ -75,7 +85,8 @@ class AnthropicDriver(LLMDriver):
 
     def user_turn(self, results: list[ToolResult], text: str | None) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [
-            {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": r.is_error} for r in results
+            {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": r.is_error}
+            for r in results
         ]
         if text:
             content.append({"type": "text", "text": text})

@@ -211,7 +211,9 @@ def _show_both(recorded: Any, current: Any) -> str:
     inside a long tool result is visible rather than cut off."""
     start = 0
     if isinstance(recorded, str) and isinstance(current, str):
-        shared = next((i for i, (a, b) in enumerate(zip(recorded, current)) if a != b), min(len(recorded), len(current)))
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(recorded, current)) if a != b), min(len(recorded), len(current))
+        )
         start = max(0, shared - _SHOWN_LEAD)
     return f"recorded {_show(recorded, start)}, now {_show(current, start)}"
 
@@ -253,7 +255,9 @@ class Cassette:
         try:
             data = cassette.path.read_bytes()
         except OSError as exc:
-            raise UserError(f"cannot read cassette {path}: {exc.strerror}; record one with --cassette record PATH") from exc
+            raise UserError(
+                f"cannot read cassette {path}: {exc.strerror}; record one with --cassette record PATH"
+            ) from exc
         # Split as bytes: only a newline ends a line, while recorded texts may hold U+2028 and its kin.
         for number, raw in enumerate(data.splitlines(), start=1):
             if not raw.strip():
@@ -265,7 +269,9 @@ class Cassette:
                 current = request_key(request)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 # ValueError covers text that is not UTF-8 as well as lines that are not JSON.
-                raise UserError(f"cassette {path} line {number} is not a recorded exchange ({exc}); record it again") from exc
+                raise UserError(
+                    f"cassette {path} line {number} is not a recorded exchange ({exc}); record it again"
+                ) from exc
             if key != current:
                 raise UserError(
                     f"cassette {path} line {number}: its key does not match its request (an older recording, or edited)"
@@ -347,9 +353,13 @@ class Cassette:
         if not self._recorded:
             return CassetteMiss(f"{head} (the cassette is empty)")
         current = masked(identity)
-        closest = min((masked(recorded) for recorded in self._recorded), key=lambda recorded: difference_count(recorded, current))
+        closest = min(
+            (masked(recorded) for recorded in self._recorded), key=lambda recorded: difference_count(recorded, current)
+        )
         where, recorded, now = first_difference(closest, current) or ("$", None, None)
-        return CassetteMiss(f"{head}; it first differs from the closest recorded request at {where}: {_show_both(recorded, now)}", now)
+        return CassetteMiss(
+            f"{head}; it first differs from the closest recorded request at {where}: {_show_both(recorded, now)}", now
+        )
 
 
 def _response(request: httpx2.Request, status: int, headers: dict[str, str], body: Any) -> httpx2.Response:

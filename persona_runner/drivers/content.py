@@ -380,5 +380,3 @@ HOSTILE = (
 def hostile_text(rng: Random) -> str:
     """Several hostile fragments run together: valid text that breaks careless handling."""
     return " ".join(rng.sample(HOSTILE, rng.randint(2, 4)))
-
-

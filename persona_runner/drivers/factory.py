@@ -14,16 +14,19 @@ from typing import Any
 
 import httpx2
 
+from persona_runner.domain import Driver
+from persona_runner.drivers import anthropic_driver, openai_driver
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import Cassette
-from persona_runner.drivers import anthropic_driver, openai_driver
-from persona_runner.domain import Driver
 from persona_runner.drivers.llm import LLMDriver, RetryPolicy
 from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.util.errors import UserError
 from persona_runner.util.urls import require_http_url
 
-LLM_DRIVERS: dict[str, type[LLMDriver]] = {"anthropic": anthropic_driver.AnthropicDriver, "openai": openai_driver.OpenAIDriver}
+LLM_DRIVERS: dict[str, type[LLMDriver]] = {
+    "anthropic": anthropic_driver.AnthropicDriver,
+    "openai": openai_driver.OpenAIDriver,
+}
 #: Every driver a run can name: the offline one first, then the language models.
 DRIVERS = ("scripted", *LLM_DRIVERS)
 KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -37,10 +40,14 @@ def check_keys(name: str, env: Mapping[str, str] = os.environ) -> None:
     """Fail in one line when the driver's API key is not set (call before any tick starts)."""
     variable = KEY_VARIABLES.get(name)
     if variable and not env.get(variable):
-        raise UserError(f"{variable} is not set: export it to use --driver {name}, or replay a run with --cassette replay PATH")
+        raise UserError(
+            f"{variable} is not set: export it to use --driver {name}, or replay a run with --cassette replay PATH"
+        )
 
 
-def make_client(sdk: Callable[..., Any], api_key: str, base_url: str | None, http_client: httpx2.AsyncClient | None) -> Any:
+def make_client(
+    sdk: Callable[..., Any], api_key: str, base_url: str | None, http_client: httpx2.AsyncClient | None
+) -> Any:
     """An SDK client (`sdk` is its class) that never retries on its own: retries, their budget and waits are the driver's."""
     return sdk(api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0)
 

@@ -16,17 +16,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import anyio
 
-from persona_runner.drivers.budget import RunBudget
-from persona_runner.util.canonical import canonical_json
-from persona_runner.drivers.cassette import CassetteMiss
 from persona_runner.domain import Act, CallOutcome, Day, MindError, Rating, TurnLimitReached, Usage, Verdict
+from persona_runner.drivers.budget import RunBudget
+from persona_runner.drivers.cassette import CassetteMiss
 from persona_runner.drivers.tool_names import ToolNames
+from persona_runner.util.canonical import canonical_json
 
 RATING_TOOL = "submit_ratings"
 RATING_DESCRIPTION = "Rate each module you used today, once, from 1 (awful) to 5 (excellent), with a short note on why."
@@ -42,7 +42,6 @@ REPLAY_FRAMING_HINT = (
     "; that is the persona's prompt or the framing of its day:"
     " replay with the same --date and --seed as the recording, and the same catalog"
 )
-
 
 
 class ProviderError(MindError):
@@ -94,8 +93,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def provider_message(body: object, fallback: str) -> str:
@@ -324,7 +323,9 @@ class LLMDriver:
     def tool_spec(self, name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def request(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None) -> dict[str, Any]:
+    def request(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None
+    ) -> dict[str, Any]:
         """The SDK call's keyword arguments; `forced` names a tool the model must call."""
         raise NotImplementedError
 
@@ -422,7 +423,13 @@ class LLMDriver:
         return Verdict(ratings=[], status="rating_unparsed", raw_answer=raw_answer, flags=flags)
 
     async def _ask(
-        self, day: Day, phase: str, talk: _Conversation, text: str | None, tools: list[dict[str, Any]], forced: str | None
+        self,
+        day: Day,
+        phase: str,
+        talk: _Conversation,
+        text: str | None,
+        tools: list[dict[str, Any]],
+        forced: str | None,
     ) -> Reply:
         """Send the pending results and `text` as the next user turn; append the model's answer."""
         talk.messages += self.user_turn(talk.pending, text)
@@ -451,7 +458,14 @@ class LLMDriver:
         could not read.
         """
         failures: list[dict[str, Any]] = []
-        exchange = {"tick_id": day.tick_id, "phase": phase, "provider": self.name, "model": self.model, "request": request, "failures": failures}
+        exchange = {
+            "tick_id": day.tick_id,
+            "phase": phase,
+            "provider": self.name,
+            "model": self.model,
+            "request": request,
+            "failures": failures,
+        }
         self.exchanges.append(exchange)
         while True:
             try:
@@ -460,7 +474,9 @@ class LLMDriver:
             except (self.status_error, self.connection_error, CassetteMiss) as exc:
                 message, retryable, retry_after = self._diagnose(day, exc)
             except ValueError as exc:  # a 200 whose body is not JSON
-                raise ProviderError(f"tick {day.tick_id}: {self.name} answered something that is not JSON ({exc})") from None
+                raise ProviderError(
+                    f"tick {day.tick_id}: {self.name} answered something that is not JSON ({exc})"
+                ) from None
             wait = self._retry.delay(len(failures), retry_after, self._rng)
             failures.append({"error": message})
             self._check_retry(day, message, retryable, retry_after, wait)
@@ -472,9 +488,13 @@ class LLMDriver:
         try:
             answer = self.reply(response)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-            raise ProviderError(f"tick {day.tick_id}: {self.name} answered in an unexpected shape ({type(exc).__name__}: {exc}); the answer is in the transcript") from None
+            raise ProviderError(
+                f"tick {day.tick_id}: {self.name} answered in an unexpected shape ({type(exc).__name__}: {exc}); the answer is in the transcript"
+            ) from None
         if answer.usage is None:
-            self._note_once(f"{self.name} reported no token usage: the tick's token figures are 0 and the token caps cannot apply")
+            self._note_once(
+                f"{self.name} reported no token usage: the tick's token figures are 0 and the token caps cannot apply"
+            )
         else:
             self._count(answer.usage)
             exchange["usage"] = {"tokens_in": answer.usage.tokens_in, "tokens_out": answer.usage.tokens_out}
@@ -487,14 +507,18 @@ class LLMDriver:
         if not retryable:
             raise ProviderError(f"tick {day.tick_id}: {self.name} refused the request: {message}")
         if self._retries_left <= 0:
-            raise ProviderError(f"tick {day.tick_id}: {self.name} still failing after {self._retry.budget} retries: {message}")
+            raise ProviderError(
+                f"tick {day.tick_id}: {self.name} still failing after {self._retry.budget} retries: {message}"
+            )
         if retry_after is not None and retry_after > self._retry.max_delay:
             raise ProviderError(
                 f"tick {day.tick_id}: {self.name} asked to retry after {retry_after:.0f} s (Retry-After), longer than"
                 f" the {self._retry.max_delay:.0f} s a tick waits, so the tick fails without retrying: {message}"
             )
         if day.deadline is not None and not self._replaying and time.monotonic() + wait > day.deadline:
-            raise ProviderError(f"tick {day.tick_id}: {self.name} asked to wait {wait:.1f} s, past the tick's --timeout: {message}")
+            raise ProviderError(
+                f"tick {day.tick_id}: {self.name} asked to wait {wait:.1f} s, past the tick's --timeout: {message}"
+            )
 
     def _note_once(self, surprise: str) -> None:
         if surprise not in self.surprises:

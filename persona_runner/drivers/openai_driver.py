@@ -15,8 +15,8 @@ from typing import Any
 import httpx2
 import openai
 
-from persona_runner.drivers.cassette import TOOL_ERROR_PREFIX
 from persona_runner.domain import Usage
+from persona_runner.drivers.cassette import TOOL_ERROR_PREFIX
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, Reply, ToolCall, ToolResult
 
 #: The host of OpenAI's own API; any other base URL is an OpenAI-compatible server.
@@ -47,7 +47,10 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any], str | None]:
 
 
 #: Finish reasons that mean the answer is not what the model meant to say in full.
-CUT_FINISH_REASONS = {"length": "it reached the output token limit", "content_filter": "the provider's content filter stopped it"}
+CUT_FINISH_REASONS = {
+    "length": "it reached the output token limit",
+    "content_filter": "the provider's content filter stopped it",
+}
 
 
 class OpenAIDriver(LLMDriver):
@@ -59,7 +62,9 @@ class OpenAIDriver(LLMDriver):
     def tool_spec(self, name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
 
-    def request(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None) -> dict[str, Any]:
+    def request(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], forced: str | None
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             output_limit_field(self._client.base_url): MAX_OUTPUT_TOKENS,
@@ -84,7 +89,9 @@ class OpenAIDriver(LLMDriver):
             arguments, problem = parse_arguments(raw)
             calls.append(ToolCall(call.id, call.function.name, arguments, raw or "", problem))
             # The history must carry a JSON string, even where the model sent none.
-            wire_calls.append({"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": raw or "{}"}})
+            wire_calls.append(
+                {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": raw or "{}"}}
+            )
         assistant: dict[str, Any] = {"role": "assistant", "content": message.content}
         if wire_calls:
             assistant["tool_calls"] = wire_calls
@@ -100,7 +107,11 @@ class OpenAIDriver(LLMDriver):
 
     def user_turn(self, results: list[ToolResult], text: str | None) -> list[dict[str, Any]]:
         turn: list[dict[str, Any]] = [
-            {"role": "tool", "tool_call_id": r.call_id, "content": (TOOL_ERROR_PREFIX if r.is_error else "") + r.content}
+            {
+                "role": "tool",
+                "tool_call_id": r.call_id,
+                "content": (TOOL_ERROR_PREFIX if r.is_error else "") + r.content,
+            }
             for r in results
         ]
         if text:

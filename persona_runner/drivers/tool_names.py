@@ -56,7 +56,9 @@ class ToolNames:
         self._to_product = {provider: name for name, provider in self._to_provider.items()}
         clashes = len(self._to_product) != len(self._to_provider) or taken & self._to_product.keys()
         if clashes:
-            raise ValueError(f"tool names cannot be told apart once rewritten for the provider: {sorted(self._to_provider)}")
+            raise ValueError(
+                f"tool names cannot be told apart once rewritten for the provider: {sorted(self._to_provider)}"
+            )
 
     def provider(self, name: str) -> str:
         """The provider name of a product tool offered today (KeyError otherwise)."""

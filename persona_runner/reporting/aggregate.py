@@ -21,10 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.domain import module_of_tool
-from persona_runner.store.db import describe
-from persona_runner.util.errors import UserError
 from persona_runner.reporting.formatting import percent
-from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
 from persona_runner.reporting.model import (
     Change,
     ErrorCount,
@@ -41,6 +38,9 @@ from persona_runner.reporting.model import (
     error_rates_differ,
     ratings_differ,
 )
+from persona_runner.store.db import describe
+from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.util.errors import UserError
 
 ACTIONS = PersonaAction.__table__
 FEEDBACK = PersonaFeedback.__table__
@@ -60,7 +60,7 @@ def store_name(engine: Engine) -> str:
 
 
 def _duration_words(length: timedelta) -> str:
-    """"7 days", "24 hours", "90 minutes": the largest unit that still counts to two or more."""
+    """ "7 days", "24 hours", "90 minutes": the largest unit that still counts to two or more."""
     seconds = int(length.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0 and (seconds // size >= 2 or unit == "minute"):
@@ -90,7 +90,12 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
     if scope.kind == "window":
         assert scope.since is not None and scope.until is not None
         length = scope.until - scope.since
-        return Scope(kind="window", label=f"the previous {_duration_words(length)}", since=scope.since - length, until=scope.since)
+        return Scope(
+            kind="window",
+            label=f"the previous {_duration_words(length)}",
+            since=scope.since - length,
+            until=scope.since,
+        )
     first_start = select(RUNS.c.started_at).where(RUNS.c.run_id == scope.run_ids[0]).scalar_subquery()
     previous = conn.execute(
         select(RUNS.c.run_id).where(RUNS.c.started_at < first_start).order_by(RUNS.c.started_at.desc()).limit(1)
@@ -117,9 +122,13 @@ def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) ->
 def _rating_stats(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> dict[tuple[Any, ...], RatingStats]:
     """Rating statistics grouped by the given keys, from count, sum and sum of squares."""
     rating = FEEDBACK.c.rating
-    stmt = select(*keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq"))
+    stmt = select(
+        *keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq")
+    )
     rows = conn.execute(stmt.where(_in_scope(FEEDBACK, scope)).group_by(*keys))
-    return {tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows}
+    return {
+        tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows
+    }
 
 
 def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
@@ -133,7 +142,9 @@ def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
         return _sqlite_tool_rows(conn, scope)
     keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
     counts = (func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
-    percentiles = [func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()]
+    percentiles = [
+        func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()
+    ]
     return list(conn.execute(select(*keys, *counts, *percentiles).where(_in_scope(ACTIONS, scope)).group_by(*keys)))
 
 
@@ -148,33 +159,57 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     """
     millisecond = cast(ACTIONS.c.latency_ms, Integer)
     histogram = (
-        select(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond.label("ms"), func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+        select(
+            ACTIONS.c.module,
+            ACTIONS.c.tool_name,
+            millisecond.label("ms"),
+            func.count().label("calls"),
+            func.sum(_IS_ERROR).label("errors"),
+        )
         .where(_in_scope(ACTIONS, scope))
         .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond)
         .cte("histogram")
     )
     per_tool = (histogram.c.module, histogram.c.tool_name)
-    running = (
-        select(
-            *per_tool,
-            histogram.c.ms,
-            histogram.c.calls,
-            (func.sum(histogram.c.calls).over(partition_by=per_tool, order_by=histogram.c.ms) - histogram.c.calls).label("before"),
-            func.sum(histogram.c.calls).over(partition_by=per_tool).label("n"),
-        )
-        .cte("running")
-    )
+    running = select(
+        *per_tool,
+        histogram.c.ms,
+        histogram.c.calls,
+        (func.sum(histogram.c.calls).over(partition_by=per_tool, order_by=histogram.c.ms) - histogram.c.calls).label(
+            "before"
+        ),
+        func.sum(histogram.c.calls).over(partition_by=per_tool).label("n"),
+    ).cte("running")
     ranks = [cast((running.c.n - 1) * p, Integer) + step for p in PERCENTILES.values() for step in (0, 1)]
-    needed = select(running).where(or_(*[and_(rank >= running.c.before, rank < running.c.before + running.c.calls) for rank in ranks])).cte("needed")
+    needed = (
+        select(running)
+        .where(or_(*[and_(rank >= running.c.before, rank < running.c.before + running.c.calls) for rank in ranks]))
+        .cte("needed")
+    )
     inside = (
         select(
             needed.c.module,
             needed.c.tool_name,
             needed.c.n,
             ACTIONS.c.latency_ms,
-            (needed.c.before + func.row_number().over(partition_by=(needed.c.module, needed.c.tool_name, needed.c.ms), order_by=ACTIONS.c.latency_ms) - 1).label("i"),
+            (
+                needed.c.before
+                + func.row_number().over(
+                    partition_by=(needed.c.module, needed.c.tool_name, needed.c.ms), order_by=ACTIONS.c.latency_ms
+                )
+                - 1
+            ).label("i"),
         )
-        .select_from(ACTIONS.join(needed, and_(ACTIONS.c.module == needed.c.module, ACTIONS.c.tool_name == needed.c.tool_name, millisecond == needed.c.ms)))
+        .select_from(
+            ACTIONS.join(
+                needed,
+                and_(
+                    ACTIONS.c.module == needed.c.module,
+                    ACTIONS.c.tool_name == needed.c.tool_name,
+                    millisecond == needed.c.ms,
+                ),
+            )
+        )
         .where(_in_scope(ACTIONS, scope))
         .subquery()
     )
@@ -191,7 +226,11 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
         .group_by(inside.c.module, inside.c.tool_name, inside.c.n)
         .subquery()
     )
-    totals = select(*per_tool, func.sum(histogram.c.calls).label("calls"), func.sum(histogram.c.errors).label("errors")).group_by(*per_tool).subquery()
+    totals = (
+        select(*per_tool, func.sum(histogram.c.calls).label("calls"), func.sum(histogram.c.errors).label("errors"))
+        .group_by(*per_tool)
+        .subquery()
+    )
     stmt = select(totals, *[latencies.c[name] for name in PERCENTILES]).join(
         latencies, and_(latencies.c.module == totals.c.module, latencies.c.tool_name == totals.c.tool_name)
     )
@@ -221,7 +260,14 @@ def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
 
 def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict[str, list[Note]]:
     with_notes = (
-        select(FEEDBACK.c.module, FEEDBACK.c.rating, FEEDBACK.c.notes, FEEDBACK.c.persona_id, FEEDBACK.c.tick_id, FEEDBACK.c.created_at)
+        select(
+            FEEDBACK.c.module,
+            FEEDBACK.c.rating,
+            FEEDBACK.c.notes,
+            FEEDBACK.c.persona_id,
+            FEEDBACK.c.tick_id,
+            FEEDBACK.c.created_at,
+        )
         .where(_in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
         .subquery()
     )
@@ -229,7 +275,9 @@ def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict
     found: dict[str, list[Note]] = defaultdict(list)
     for row in _top_per_module(conn, with_notes, order, NOTES_PER_MODULE):
         persona = names.get(row.persona_id, row.persona_id)
-        found[row.module].append(Note(rating=row.rating, notes=row.notes, persona=persona, tick_id=row.tick_id, created_at=row.created_at))
+        found[row.module].append(
+            Note(rating=row.rating, notes=row.notes, persona=persona, tick_id=row.tick_id, created_at=row.created_at)
+        )
     return found
 
 
@@ -286,14 +334,23 @@ def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[
         rating_key, action_key = (_day(conn, t.c.created_at) for t in (FEEDBACK, ACTIONS))
         order = {}
     ratings = _rating_stats(conn, scope, rating_key.label("bucket"), FEEDBACK.c.module)
-    counts = {(str(row.bucket), row.module): row for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module)}
+    counts = {
+        (str(row.bucket), row.module): row
+        for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module)
+    }
     ratings = {(str(bucket), module): stats for (bucket, module), stats in ratings.items()}
     trend: dict[str, list[TrendPoint]] = defaultdict(list)
     for bucket, module in sorted(set(ratings) | set(counts), key=lambda key: (order.get(key[0], 0), key[0])):
         row = counts.get((bucket, module))
         calls, errors = (row.calls, int(row.errors)) if row else (0, 0)
         trend[module].append(
-            TrendPoint(bucket=bucket, rating=ratings.get((bucket, module), RatingStats()), calls=calls, errors=errors, error_rate=error_rate(calls, errors))
+            TrendPoint(
+                bucket=bucket,
+                rating=ratings.get((bucket, module), RatingStats()),
+                calls=calls,
+                errors=errors,
+                error_rate=error_rate(calls, errors),
+            )
         )
     return by, trend
 
@@ -315,7 +372,9 @@ def _day(conn: Connection, moment: Any) -> ColumnElement[Any]:
 def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> list[Change]:
     """Modules whose mean rating or error rate moved beyond noise since the previous scope, in plain words."""
     ratings_before = _rating_stats(conn, previous, FEEDBACK.c.module)
-    counts_before = {row.module: (row.calls, int(row.errors)) for row in _action_counts(conn, previous, ACTIONS.c.module)}
+    counts_before = {
+        row.module: (row.calls, int(row.errors)) for row in _action_counts(conn, previous, ACTIONS.c.module)
+    }
     changes = []
     for now in modules:
         before = ratings_before.get((now.module,), RatingStats())
@@ -340,7 +399,8 @@ def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> 
                 error_rate_before=rate_before,
                 error_rate_after=now.error_rate,
                 error_rate_moved=errors_moved,
-                worse=(rating_moved and (now.rating.mean or 0.0) < (before.mean or 0.0)) or (errors_moved and (now.error_rate or 0.0) > (rate_before or 0.0)),
+                worse=(rating_moved and (now.rating.mean or 0.0) < (before.mean or 0.0))
+                or (errors_moved and (now.error_rate or 0.0) > (rate_before or 0.0)),
             )
         )
     return changes
@@ -349,14 +409,18 @@ def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> 
 def _tool_stats(row: Any) -> ToolStats:
     calls, errors = row.calls, int(row.errors)
     latencies = {name: None if row._mapping[name] is None else float(row._mapping[name]) for name in PERCENTILES}
-    return ToolStats(tool=row.tool_name, module=row.module, calls=calls, errors=errors, error_rate=errors / calls, **latencies)
+    return ToolStats(
+        tool=row.tool_name, module=row.module, calls=calls, errors=errors, error_rate=errors / calls, **latencies
+    )
 
 
 def _sorted_union(*groups: Iterable[str]) -> list[str]:
     return sorted(set().union(*groups))
 
 
-def _offered_by_module(conn: Connection, scope: Scope, tools: list[ToolStats]) -> tuple[Literal["offered", "seen"], dict[str, list[str]]]:
+def _offered_by_module(
+    conn: Connection, scope: Scope, tools: list[ToolStats]
+) -> tuple[Literal["offered", "seen"], dict[str, list[str]]]:
     """Tools offered per module: as the scope's transcripts recorded them, else every tool the store has seen."""
     module_of = {tool.tool: tool.module for tool in tools}
     offered = _offered_tools(conn, scope)
@@ -382,14 +446,25 @@ def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> l
         )
     }
     grid: dict[str, dict[str, RatingStats]] = defaultdict(dict)
-    for (persona_id, module), stats in sorted(_rating_stats(conn, scope, FEEDBACK.c.persona_id, FEEDBACK.c.module).items()):
+    for (persona_id, module), stats in sorted(
+        _rating_stats(conn, scope, FEEDBACK.c.persona_id, FEEDBACK.c.module).items()
+    ):
         grid[persona_id][module] = stats
     personas = []
     for persona_id in _sorted_union(ticks, counts, grid):
         tick_name, tick_count = ticks.get(persona_id, (None, 0))
         calls, errors = counts.get(persona_id, (0, 0))
         name = names.get(persona_id) or tick_name or persona_id
-        personas.append(PersonaReport(persona_id=persona_id, name=name, ticks=tick_count, calls=calls, errors=errors, ratings=grid.get(persona_id, {})))
+        personas.append(
+            PersonaReport(
+                persona_id=persona_id,
+                name=name,
+                ticks=tick_count,
+                calls=calls,
+                errors=errors,
+                ratings=grid.get(persona_id, {}),
+            )
+        )
     return sorted(personas, key=lambda persona: persona.name)
 
 
@@ -443,7 +518,9 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         persona_rows = conn.execute(select(PERSONAS.c.user_id, PERSONAS.c.name, PERSONAS.c.module_mix)).all()
         personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows})
         trend_by, modules = _module_reports(conn, scope, personas, persona_rows)
-        statuses = conn.execute(select(TICKS.c.status, func.count()).where(_in_scope(TICKS, scope)).group_by(TICKS.c.status)).all()
+        statuses = conn.execute(
+            select(TICKS.c.status, func.count()).where(_in_scope(TICKS, scope)).group_by(TICKS.c.status)
+        ).all()
         previous = previous_scope(conn, scope) if compare else None
         changes = _changes(conn, previous, modules) if previous else []
     return Report(

@@ -13,7 +13,7 @@ def percent(rate: float | None) -> str:
 
 
 def rating_text(stats: RatingStats) -> str:
-    """"3.4 [2.9-3.9]", the mean alone while one rating gives no interval, "-" without ratings."""
+    """ "3.4 [2.9-3.9]", the mean alone while one rating gives no interval, "-" without ratings."""
     if stats.mean is None:
         return "-"
     if stats.ci_low is None or stats.ci_high is None:

@@ -19,10 +19,19 @@ from xml.etree import ElementTree
 
 from pydantic import BaseModel, ValidationError
 
-from persona_runner.util.errors import UserError
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
 from persona_runner.reporting.markdown import cell, code, table
-from persona_runner.reporting.model import ModuleReport, RatingStats, Report, ToolStats, Totals, error_rates_differ, rating_noise, ratings_differ
+from persona_runner.reporting.model import (
+    ModuleReport,
+    RatingStats,
+    Report,
+    ToolStats,
+    Totals,
+    error_rates_differ,
+    rating_noise,
+    ratings_differ,
+)
+from persona_runner.util.errors import UserError
 
 MIN_CALLS = 10
 #: A p95 over fewer calls is one or two slow calls, not a distribution.
@@ -70,8 +79,26 @@ class Subject(NamedTuple):
     name: str
     module: str
 
-    def check(self, metric: Metric, status: Status, baseline: float | None, candidate: float | None, limit: float, message: str) -> Check:
-        return Check(kind=self.kind, subject=self.name, module=self.module, metric=metric, status=status, baseline=baseline, candidate=candidate, limit=limit, message=message)
+    def check(
+        self,
+        metric: Metric,
+        status: Status,
+        baseline: float | None,
+        candidate: float | None,
+        limit: float,
+        message: str,
+    ) -> Check:
+        return Check(
+            kind=self.kind,
+            subject=self.name,
+            module=self.module,
+            metric=metric,
+            status=status,
+            baseline=baseline,
+            candidate=candidate,
+            limit=limit,
+            message=message,
+        )
 
 
 RUN = Subject("run", "run", "")
@@ -94,7 +121,10 @@ class GateResult(BaseModel):
 
     @property
     def verdict(self) -> str:
-        counts = ", ".join(f"{len(self.with_status(s))} {word}" for s, word in (("fail", "failed"), ("pass", "passed"), ("insufficient", "with too little data")))
+        counts = ", ".join(
+            f"{len(self.with_status(s))} {word}"
+            for s, word in (("fail", "failed"), ("pass", "passed"), ("insufficient", "with too little data"))
+        )
         return f"{'PASS' if self.passed else 'FAIL'} ({counts})"
 
 
@@ -103,14 +133,18 @@ def load_baseline_file(path: Path) -> Report:
     try:
         return Report.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"baseline file {path} does not exist; export one with `persona-runner runs export RUN_ID --out {path}`") from None
+        raise UserError(
+            f"baseline file {path} does not exist; export one with `persona-runner runs export RUN_ID --out {path}`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"baseline file {path} cannot be read: {exc}") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {where}: {message})") from None
+        raise UserError(
+            f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {where}: {message})"
+        ) from None
 
 
 class Counts(NamedTuple):
@@ -138,7 +172,9 @@ def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
 
 
 def _tick_counts(totals: Totals) -> Counts:
-    return Counts(totals.ticks, sum(count for status, count in totals.tick_statuses.items() if status in FAILED_TICK_STATUSES))
+    return Counts(
+        totals.ticks, sum(count for status, count in totals.tick_statuses.items() if status in FAILED_TICK_STATUSES)
+    )
 
 
 def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Counts, limit: float) -> Check:
@@ -176,7 +212,9 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
         status = "pass"
     else:
         need = f"{terms.minimum} on each side" if before.total else f"{terms.minimum} candidate {terms.unit}"
-        message = f"too little data: {before.total} baseline {terms.unit}, {after.total} candidate {terms.unit} (need {need})"
+        message = (
+            f"too little data: {before.total} baseline {terms.unit}, {after.total} candidate {terms.unit} (need {need})"
+        )
         return subject.check(metric, "insufficient", rate_before, rate_after, limit, message)
     message = (
         f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} ({after.failed}/{after.total} {terms.unit} {terms.failed}; "
@@ -198,7 +236,9 @@ def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: f
         f"mean rating {rating_text(before)} -> {rating_text(after)} "
         f"(drop {drop:.2f}, limit {limit:.2f}; {'beyond' if beyond_noise else 'within'} noise of ±{noise:.2f})"
     )
-    return subject.check("rating", "fail" if drop > limit and beyond_noise else "pass", before.mean, after.mean, limit, message)
+    return subject.check(
+        "rating", "fail" if drop > limit and beyond_noise else "pass", before.mean, after.mean, limit, message
+    )
 
 
 def _latency_check(tool: str, module: str, before: ToolStats | None, after: ToolStats | None, limit: float) -> Check:
@@ -236,10 +276,19 @@ def _coverage_check(module: str, before: ModuleReport | None, after: ModuleRepor
     message += f"; not used: {', '.join(unused)}" if unused else ""
     worse = coverage_before is None or after.coverage < coverage_before
     message += "; below the limit but not below the baseline" if after.coverage < limit and not worse else ""
-    return subject.check("coverage", "fail" if after.coverage < limit and worse else "pass", coverage_before, after.coverage, limit, message)
+    return subject.check(
+        "coverage",
+        "fail" if after.coverage < limit and worse else "pass",
+        coverage_before,
+        after.coverage,
+        limit,
+        message,
+    )
 
 
-def _offered_check(tool: str, module: str, before: ToolStats, after: ToolStats | None, offered_after: set[str] | None) -> Check:
+def _offered_check(
+    tool: str, module: str, before: ToolStats, after: ToolStats | None, offered_after: set[str] | None
+) -> Check:
     """Whether a tool the baseline's personas used is still offered: dropping it takes away something users rely on.
 
     Its other checks can only say "too little data" once it is gone, and too
@@ -252,7 +301,9 @@ def _offered_check(tool: str, module: str, before: ToolStats, after: ToolStats |
         message = f"{tool} was used in the baseline and is offered by the candidate"
         return subject.check("offered", "pass", before.calls, after.calls if after else 0, 0, message)
     if offered_after is None:
-        message = f"too little data: the candidate recorded no tools offered and did not call {tool}, used in the baseline"
+        message = (
+            f"too little data: the candidate recorded no tools offered and did not call {tool}, used in the baseline"
+        )
         return subject.check("offered", "insufficient", before.calls, None, 0, message)
     message = f"{tool} was used in the baseline and is not offered by the candidate"
     return subject.check("offered", "fail", before.calls, 0, 0, message)
@@ -274,26 +325,51 @@ def _offered(report: Report) -> set[str] | None:
 
 
 def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator[Check]:
-    yield _rate_check(RUN, "failed_ticks", _tick_counts(baseline.totals), _tick_counts(candidate.totals), limits.max_error_rate_increase)
+    yield _rate_check(
+        RUN,
+        "failed_ticks",
+        _tick_counts(baseline.totals),
+        _tick_counts(candidate.totals),
+        limits.max_error_rate_increase,
+    )
     tools_before, tools_after = _tools(baseline), _tools(candidate)
     offered_after = _offered(candidate)
     for name in sorted({m.module for m in baseline.modules} | {m.module for m in candidate.modules}):
         before, after = baseline.module(name), candidate.module(name)
-        yield _rate_check(Subject("module", name, name), "error_rate", _counts(before), _counts(after), limits.max_error_rate_increase)
-        yield _rating_check(name, before.rating if before else RatingStats(), after.rating if after else RatingStats(), limits.max_rating_drop)
+        yield _rate_check(
+            Subject("module", name, name), "error_rate", _counts(before), _counts(after), limits.max_error_rate_increase
+        )
+        yield _rating_check(
+            name,
+            before.rating if before else RatingStats(),
+            after.rating if after else RatingStats(),
+            limits.max_rating_drop,
+        )
         yield _coverage_check(name, before, after, limits.min_coverage)
         for tool in sorted(tool for tool, stats in (tools_before | tools_after).items() if stats.module == name):
             tool_before, tool_after = tools_before.get(tool), tools_after.get(tool)
             if tool_before:
                 yield _offered_check(tool, name, tool_before, tool_after, offered_after)
-            yield _rate_check(Subject("tool", tool, name), "error_rate", _counts(tool_before), _counts(tool_after), limits.max_error_rate_increase)
+            yield _rate_check(
+                Subject("tool", tool, name),
+                "error_rate",
+                _counts(tool_before),
+                _counts(tool_after),
+                limits.max_error_rate_increase,
+            )
             yield _latency_check(tool, name, tool_before, tool_after, limits.max_p95_latency_ratio)
 
 
-def compare(baseline: Report, candidate: Report, limits: Thresholds, *, baseline_label: str | None = None) -> GateResult:
+def compare(
+    baseline: Report, candidate: Report, limits: Thresholds, *, baseline_label: str | None = None
+) -> GateResult:
     """Every check of candidate against baseline, plus the tools that newly fail or are no longer offered, by name."""
     tools_before, tools_after = _tools(baseline), _tools(candidate)
-    new_failing = sorted(tool for tool, stats in tools_after.items() if stats.errors and not (tool in tools_before and tools_before[tool].errors))
+    new_failing = sorted(
+        tool
+        for tool, stats in tools_after.items()
+        if stats.errors and not (tool in tools_before and tools_before[tool].errors)
+    )
     checks = list(_checks(baseline, candidate, limits))
     return GateResult(
         baseline=baseline_label or baseline.scope.label,
@@ -301,7 +377,9 @@ def compare(baseline: Report, candidate: Report, limits: Thresholds, *, baseline
         thresholds=limits,
         checks=checks,
         new_failing_tools=new_failing,
-        disappeared_tools=sorted(check.subject for check in checks if check.metric == "offered" and check.status == "fail"),
+        disappeared_tools=sorted(
+            check.subject for check in checks if check.metric == "offered" and check.status == "fail"
+        ),
     )
 
 
@@ -315,17 +393,35 @@ def _xml_safe(text: str) -> str:
 
 def render_junit(result: GateResult) -> str:
     """JUnit XML, one test case per check: failures as <failure>, too little data as <skipped>."""
-    counts = {"tests": str(len(result.checks)), "failures": str(len(result.with_status("fail"))), "errors": "0", "skipped": str(len(result.with_status("insufficient"))), "time": "0"}
+    counts = {
+        "tests": str(len(result.checks)),
+        "failures": str(len(result.with_status("fail"))),
+        "errors": "0",
+        "skipped": str(len(result.with_status("insufficient"))),
+        "time": "0",
+    }
     suites = ElementTree.Element("testsuites", {"name": "persona-runner gate", **counts})
-    suite = ElementTree.SubElement(suites, "testsuite", {"name": _xml_safe(f"{result.candidate} vs {result.baseline}"), **counts})
+    suite = ElementTree.SubElement(
+        suites, "testsuite", {"name": _xml_safe(f"{result.candidate} vs {result.baseline}"), **counts}
+    )
     properties = ElementTree.SubElement(suite, "properties")
-    for key, value in {"baseline": result.baseline, "candidate": result.candidate, **result.thresholds.model_dump()}.items():
+    for key, value in {
+        "baseline": result.baseline,
+        "candidate": result.candidate,
+        **result.thresholds.model_dump(),
+    }.items():
         ElementTree.SubElement(properties, "property", {"name": key, "value": _xml_safe(str(value))})
     for check in result.checks:
         message = _xml_safe(check.message)
-        case = ElementTree.SubElement(suite, "testcase", {"classname": _xml_safe(f"persona_gate.{check.kind}.{check.subject}"), "name": check.metric, "time": "0"})
+        case = ElementTree.SubElement(
+            suite,
+            "testcase",
+            {"classname": _xml_safe(f"persona_gate.{check.kind}.{check.subject}"), "name": check.metric, "time": "0"},
+        )
         if check.status == "fail":
-            ElementTree.SubElement(case, "failure", {"message": message, "type": f"{check.metric}_regression"}).text = message
+            ElementTree.SubElement(
+                case, "failure", {"message": message, "type": f"{check.metric}_regression"}
+            ).text = message
         elif check.status == "insufficient":
             ElementTree.SubElement(case, "skipped", {"message": message})
         else:
@@ -343,16 +439,31 @@ _LABEL: dict[Status, str] = {"fail": "❌ fail", "insufficient": "⚪ too little
 
 def render_markdown(result: GateResult) -> str:
     """A summary table for a PR comment or a CI step summary: failures first, then what could not be judged."""
-    lines = [f"## Persona gate: {result.verdict}", "", f"Candidate {cell(result.candidate)} against baseline {cell(result.baseline)}.", ""]
+    lines = [
+        f"## Persona gate: {result.verdict}",
+        "",
+        f"Candidate {cell(result.candidate)} against baseline {cell(result.baseline)}.",
+        "",
+    ]
     if result.new_failing_tools:
-        lines.append(f"New failing tools: {', '.join(code(tool, in_table=False) for tool in result.new_failing_tools)}.")
+        lines.append(
+            f"New failing tools: {', '.join(code(tool, in_table=False) for tool in result.new_failing_tools)}."
+        )
     if result.disappeared_tools:
-        lines.append(f"Tools that disappeared: {', '.join(code(tool, in_table=False) for tool in result.disappeared_tools)}.")
+        lines.append(
+            f"Tools that disappeared: {', '.join(code(tool, in_table=False) for tool in result.disappeared_tools)}."
+        )
     ordered = sorted(result.checks, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
     shown, left = ordered[:MARKDOWN_ROWS], ordered[MARKDOWN_ROWS:]
-    rows = ([_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)] for check in shown)
+    rows = (
+        [_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)]
+        for check in shown
+    )
     rest = []
     if left:
-        counts = ", ".join(f"{sum(1 for c in left if c.status == status)} {word}" for status, word in (("fail", "failed"), ("insufficient", "with too little data"), ("pass", "passed")))
+        counts = ", ".join(
+            f"{sum(1 for c in left if c.status == status)} {word}"
+            for status, word in (("fail", "failed"), ("insufficient", "with too little data"), ("pass", "passed"))
+        )
         rest = ["", f"…and {len(left)} more checks ({counts}); the JUnit file lists every check."]
     return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), *rest, ""])

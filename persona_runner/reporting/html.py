@@ -68,7 +68,12 @@ def sparkline(module: ModuleReport) -> str:
     coords = [(4 + i * step, 4 + (5 - mean) / 4 * (SPARK_HEIGHT - 8)) for i, mean in points]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="#2f6fb3"/>' for x, y in coords)
-    title = escape(f"{module.module} mean rating: " + ", ".join(f"{point.bucket} {point.rating.mean:.1f}" for point in module.trend if point.rating.mean is not None))
+    title = escape(
+        f"{module.module} mean rating: "
+        + ", ".join(
+            f"{point.bucket} {point.rating.mean:.1f}" for point in module.trend if point.rating.mean is not None
+        )
+    )
     return (
         f'<svg role="img" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}">'
         f"<title>{title}</title>"
@@ -102,18 +107,26 @@ def latency_bars(module: ModuleReport) -> str:
 
 
 def _table(header: list[str], rows: list[str], numeric_from: int = 1) -> str:
-    heads = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{escape(name)}</th>' for i, name in enumerate(header))
+    heads = "".join(
+        f"<th{' class=num' if i >= numeric_from else ''}>{escape(name)}</th>" for i, name in enumerate(header)
+    )
     return f'<div class="wrap"><table><thead><tr>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _td(text: str, numeric: bool = True) -> str:
-    return f'<td{" class=num" if numeric else ""}>{escape(text)}</td>'
+    return f"<td{' class=num' if numeric else ''}>{escape(text)}</td>"
 
 
 def _summary(report: Report) -> str:
     totals = report.totals
     rate = error_rate(totals.calls, totals.errors)
-    cards = [("personas", str(totals.personas)), ("ticks", str(totals.ticks)), ("calls", str(totals.calls)), ("error rate", percent(rate)), ("ratings", str(totals.ratings))]
+    cards = [
+        ("personas", str(totals.personas)),
+        ("ticks", str(totals.ticks)),
+        ("calls", str(totals.calls)),
+        ("error rate", percent(rate)),
+        ("ratings", str(totals.ratings)),
+    ]
     cards += [(f"ticks {status}", str(count)) for status, count in totals.tick_statuses.items() if status != "ok"]
     items = "".join(f"<li><b>{escape(value)}</b>{escape(label)}</li>" for label, value in cards)
     return f'<section id="summary"><h2>Summary</h2><ul class="cards">{items}</ul></section>'
@@ -125,7 +138,14 @@ def _changes(report: Report) -> str:
     elif not report.changes:
         body = f"<p>Nothing moved beyond noise since {escape(report.previous.label)}.</p>"
     else:
-        body = '<ul class="changes">' + "".join(f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>' for change in report.changes) + "</ul>"
+        body = (
+            '<ul class="changes">'
+            + "".join(
+                f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>'
+                for change in report.changes
+            )
+            + "</ul>"
+        )
     return f'<section id="changes"><h2>What changed</h2>{body}</section>'
 
 
@@ -143,7 +163,16 @@ def _modules(report: Report) -> str:
         + "</tr>"
         for m in report.modules
     ]
-    header = ["Module", "Rating (95% CI)", "n", f"Trend per {report.trend_by}", "Calls", "Error rate", "Tool coverage", "Share actual / intended"]
+    header = [
+        "Module",
+        "Rating (95% CI)",
+        "n",
+        f"Trend per {report.trend_by}",
+        "Calls",
+        "Error rate",
+        "Tool coverage",
+        "Share actual / intended",
+    ]
     return f'<section id="modules"><h2>Modules</h2>{_table(header, rows)}</section>'
 
 
@@ -160,7 +189,8 @@ def _module_article(module: ModuleReport) -> str:
     unused_line = f"<p>Offered but not used: {escape(', '.join(unused))}</p>" if unused else ""
     errors = "".join(f"<li>{error.count} × <code>{escape(error.message)}</code></li>" for error in module.top_errors)
     notes = "".join(
-        f"<blockquote><b>{note.rating}/5</b> {escape(note.persona)}: {escape(note.notes)}</blockquote>" for note in module.notes
+        f"<blockquote><b>{note.rating}/5</b> {escape(note.persona)}: {escape(note.notes)}</blockquote>"
+        for note in module.notes
     )
     return (
         f'<article id="{_anchor(module.module)}"><h3>{escape(module.module)}</h3>'
@@ -191,7 +221,10 @@ def _personas(report: Report) -> str:
 
 def _grid(report: Report) -> str:
     modules = [module.module for module in report.modules]
-    rows = [f"<tr><td>{escape(p.name)}</td>{''.join(_grid_cell(p.ratings.get(m)) for m in modules)}</tr>" for p in report.personas]
+    rows = [
+        f"<tr><td>{escape(p.name)}</td>{''.join(_grid_cell(p.ratings.get(m)) for m in modules)}</tr>"
+        for p in report.personas
+    ]
     return f'<section id="grid"><h2>Persona × module ratings</h2>{_table(["Persona", *modules], rows)}</section>'
 
 

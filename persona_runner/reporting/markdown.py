@@ -79,7 +79,10 @@ def _module_details(report: Report) -> list[str]:
             continue
         lines.append(f"**{cell(module.module)}**")
         lines += [f"- error ×{error.count}: {cell(error.message)}" for error in module.top_errors[:ERRORS_PER_MODULE]]
-        lines += [f"- rated {note.rating} by {cell(note.persona)}: {cell(note.notes)}" for note in module.notes[:NOTES_PER_MODULE]]
+        lines += [
+            f"- rated {note.rating} by {cell(note.persona)}: {cell(note.notes)}"
+            for note in module.notes[:NOTES_PER_MODULE]
+        ]
         lines.append("")
     return lines
 
@@ -88,7 +91,10 @@ def _personas(report: Report) -> list[str]:
     modules = [module.module for module in report.modules]
     rows = (
         [cell(persona.name), str(persona.ticks), str(persona.calls), str(persona.errors)]
-        + [f"{persona.ratings[m].mean:.1f}" if m in persona.ratings and persona.ratings[m].mean is not None else "-" for m in modules]
+        + [
+            f"{persona.ratings[m].mean:.1f}" if m in persona.ratings and persona.ratings[m].mean is not None else "-"
+            for m in modules
+        ]
         for persona in report.personas[:MAX_PERSONAS]
     )
     lines = table(["Persona", "Ticks", "Calls", "Errors", *map(cell, modules)], rows)
@@ -110,9 +116,27 @@ def render_markdown(report: Report) -> str:
         "",
         "### Modules",
         *table(
-            ["Module", "Rating (95% CI)", "n", "Calls", "Error rate", "Worst p95", "Coverage", "Share actual / intended"],
+            [
+                "Module",
+                "Rating (95% CI)",
+                "n",
+                "Calls",
+                "Error rate",
+                "Worst p95",
+                "Coverage",
+                "Share actual / intended",
+            ],
             (
-                [cell(m.module), rating_text(m.rating), str(m.rating.n), str(m.calls), percent(m.error_rate), _worst_p95(m), percent(m.coverage), _share(m)]
+                [
+                    cell(m.module),
+                    rating_text(m.rating),
+                    str(m.rating.n),
+                    str(m.calls),
+                    percent(m.error_rate),
+                    _worst_p95(m),
+                    percent(m.coverage),
+                    _share(m),
+                ]
                 for m in report.modules
             ),
         ),

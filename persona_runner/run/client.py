@@ -147,11 +147,17 @@ class ProductClient:
                 # Safe for these calls: login, spaces and the admin upserts are idempotent.
                 return await self._http.request(method, path, **kwargs)
         except httpx2.TimeoutException:
-            raise ProductUnreachable(f"product at {self.base_url} did not answer {method} {path} within {self.timeout:g} s; is it overloaded? check --target") from None
+            raise ProductUnreachable(
+                f"product at {self.base_url} did not answer {method} {path} within {self.timeout:g} s; is it overloaded? check --target"
+            ) from None
         except httpx2.TransportError as exc:
-            raise ProductUnreachable(f"product at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); is it running? check --target") from None
+            raise ProductUnreachable(
+                f"product at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); is it running? check --target"
+            ) from None
 
-    async def _call(self, method: str, path: str, answer: type[Answer], *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Answer:
+    async def _call(
+        self, method: str, path: str, answer: type[Answer], *, expect: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> Answer:
         response = await self._request(method, path, **kwargs)
         if response.status_code not in expect:
             raise ProductError(f"{method} {path} answered {response.status_code}: {_error_text(response)}")
@@ -186,17 +192,23 @@ class ProductClient:
     async def login(self, email: str, password: str) -> Login:
         response = await self._request("POST", "/api/v1/auth/login", json={"email": email, "password": password})
         if response.status_code == 401:
-            raise LoginFailed(f"login refused for {email}: {_error_text(response)} (was the persona seeded with the same PERSONA_SEED_SECRET?)")
+            raise LoginFailed(
+                f"login refused for {email}: {_error_text(response)} (was the persona seeded with the same PERSONA_SEED_SECRET?)"
+            )
         if response.status_code != 200:
             raise ProductError(f"login for {email} answered {response.status_code}: {_error_text(response)}")
         answer = self._parse(response, "POST /api/v1/auth/login", _LoginAnswer)
         return Login(token=answer.token, user_id=answer.user.id, email=email)
 
     async def spaces(self, token: str) -> list[SpaceInfo]:
-        return (await self._call("GET", "/api/v1/me/spaces", _SpacesAnswer, headers={"Authorization": f"Bearer {token}"})).spaces
+        return (
+            await self._call("GET", "/api/v1/me/spaces", _SpacesAnswer, headers={"Authorization": f"Bearer {token}"})
+        ).spaces
 
     @asynccontextmanager
-    async def visit(self, login: Login, choose: Callable[[list[SpaceInfo]], SpaceInfo] = personal_space) -> AsyncIterator[Visit]:
+    async def visit(
+        self, login: Login, choose: Callable[[list[SpaceInfo]], SpaceInfo] = personal_space
+    ) -> AsyncIterator[Visit]:
         """How every persona's day starts once logged in: its spaces, the one it works in, an MCP session there, the tools."""
         spaces = await self.spaces(login.token)
         if not spaces:
@@ -209,22 +221,36 @@ class ProductClient:
 
     async def upsert_persona(self, *, email: str, name: str, password: str) -> tuple[str, str]:
         """Returns (user id, change) where change is created | updated | unchanged."""
-        answer = await self._call("POST", "/api/v1/admin/personas", _PersonaUpserted, expect=(200, 201), json={"email": email, "name": name, "password": password})
+        answer = await self._call(
+            "POST",
+            "/api/v1/admin/personas",
+            _PersonaUpserted,
+            expect=(200, 201),
+            json={"email": email, "name": name, "password": password},
+        )
         return answer.user.id, answer.change
 
     async def persona_emails(self) -> set[str]:
         """The emails of the persona accounts the product already has."""
-        return {persona.email for persona in (await self._call("GET", "/api/v1/admin/personas", _PersonasAnswer)).personas}
+        return {
+            persona.email for persona in (await self._call("GET", "/api/v1/admin/personas", _PersonasAnswer)).personas
+        }
 
     async def ensure_space(self, *, name: str, type: str, members: list[str]) -> list[str]:
         """Returns the member emails newly added."""
-        return (await self._call("POST", "/api/v1/admin/spaces", _SpaceEnsured, json={"name": name, "type": type, "members": members})).added
+        return (
+            await self._call(
+                "POST", "/api/v1/admin/spaces", _SpaceEnsured, json={"name": name, "type": type, "members": members}
+            )
+        ).added
 
     # MCP -------------------------------------------------------------------
 
     @asynccontextmanager
     async def mcp_session(self, token: str, space_id: str) -> AsyncIterator[McpSession]:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}", "X-Space": space_id}, timeout=self.timeout)
+        http = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}", "X-Space": space_id}, timeout=self.timeout
+        )
         transport = streamable_http_client(f"{self.base_url}/mcp", http_client=http)
         try:
             async with http, Client(transport) as client:  # type: ignore[arg-type]
@@ -234,9 +260,13 @@ class ProductClient:
             # so one here is about the session itself (opening it, tools/list).
             cause = root_cause(raised)
             if isinstance(cause, httpx2.TransportError):
-                raise GatewayLost(f"MCP gateway at {self.base_url}/mcp stopped answering: {type(cause).__name__}: {cause}") from None
+                raise GatewayLost(
+                    f"MCP gateway at {self.base_url}/mcp stopped answering: {type(cause).__name__}: {cause}"
+                ) from None
             if isinstance(cause, MCPError):
-                raise ProductError(f"{self.base_url}/mcp refused the MCP session ({cause}); is --target a persona product with an MCP gateway?") from None
+                raise ProductError(
+                    f"{self.base_url}/mcp refused the MCP session ({cause}); is --target a persona product with an MCP gateway?"
+                ) from None
             raise
 
 
@@ -278,12 +308,29 @@ class McpSession:
             result = await self._client.call_tool(name, arguments)
         except MCPError as exc:
             latency = (time.perf_counter() - started) * 1000
-            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(f"MCP error: {exc}", ERROR_LIMIT))
+            return CallOutcome(
+                tool=name,
+                arguments=arguments,
+                outcome="error",
+                latency_ms=latency,
+                error=truncate(f"MCP error: {exc}", ERROR_LIMIT),
+            )
         except (httpx2.TransportError, ConnectionError) as exc:
-            raise GatewayLost(f"MCP gateway at {self._base_url}/mcp stopped answering during {name}: {type(exc).__name__}: {exc}") from None
+            raise GatewayLost(
+                f"MCP gateway at {self._base_url}/mcp stopped answering during {name}: {type(exc).__name__}: {exc}"
+            ) from None
         latency = (time.perf_counter() - started) * 1000
         text = "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
         structured = result.structured_content if isinstance(result.structured_content, dict) else None
         if result.is_error:
-            return CallOutcome(tool=name, arguments=arguments, outcome="error", latency_ms=latency, error=truncate(text or "tool reported an error with no message", ERROR_LIMIT), text=text)
-        return CallOutcome(tool=name, arguments=arguments, outcome="ok", latency_ms=latency, structured=structured, text=text)
+            return CallOutcome(
+                tool=name,
+                arguments=arguments,
+                outcome="error",
+                latency_ms=latency,
+                error=truncate(text or "tool reported an error with no message", ERROR_LIMIT),
+                text=text,
+            )
+        return CallOutcome(
+            tool=name, arguments=arguments, outcome="ok", latency_ms=latency, structured=structured, text=text
+        )

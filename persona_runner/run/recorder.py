@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
-from persona_runner.util.canonical import input_hash
 from persona_runner.domain import CallOutcome, PersonaProfile, Rating
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
+from persona_runner.util.canonical import input_hash
 from persona_runner.util.text import truncate
 
 EXCERPT_LIMIT = 2000
@@ -117,32 +117,64 @@ def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
                 session.add(persona)
             session.flush()
             actions, feedback = _actions(record, persona.user_id), _feedback(record, persona.user_id, ended)
-            for rows in ([_tick(record, persona.user_id, ended)], actions, feedback, [Transcript(tick_id=record.tick_id, body=record.transcript)]):
+            for rows in (
+                [_tick(record, persona.user_id, ended)],
+                actions,
+                feedback,
+                [Transcript(tick_id=record.tick_id, body=record.transcript)],
+            ):
                 _upsert(session, rows)
-            session.execute(delete(PersonaAction).where(PersonaAction.tick_id == record.tick_id, PersonaAction.seq >= len(actions)))  # type: ignore[arg-type]
+            session.execute(
+                delete(PersonaAction).where(PersonaAction.tick_id == record.tick_id, PersonaAction.seq >= len(actions))
+            )  # type: ignore[arg-type]
             kept = [row.module for row in feedback]
-            session.execute(delete(PersonaFeedback).where(PersonaFeedback.tick_id == record.tick_id, PersonaFeedback.module.not_in(kept)))  # type: ignore[arg-type,attr-defined]
+            session.execute(
+                delete(PersonaFeedback).where(
+                    PersonaFeedback.tick_id == record.tick_id, PersonaFeedback.module.not_in(kept)
+                )
+            )  # type: ignore[arg-type,attr-defined]
     except SQLAlchemyError as exc:
         raise RecordError(f"could not record tick {record.tick_id}: {getattr(exc, 'orig', exc)}") from None
 
 
 def _tick(record: TickRecord, persona_id: str, ended: datetime) -> Tick:
     return Tick(
-        tick_id=record.tick_id, run_id=record.run_id, persona_id=persona_id, persona_name=record.persona.name,
-        tick_date=record.tick_date, started_at=record.started_at, ended_at=ended, status=record.status,
-        driver=record.driver, model=record.model, seed=record.seed, tool_calls=len(record.calls),
-        errors=record.errors, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
-        summary=record.summary(), error=record.error,
+        tick_id=record.tick_id,
+        run_id=record.run_id,
+        persona_id=persona_id,
+        persona_name=record.persona.name,
+        tick_date=record.tick_date,
+        started_at=record.started_at,
+        ended_at=ended,
+        status=record.status,
+        driver=record.driver,
+        model=record.model,
+        seed=record.seed,
+        tool_calls=len(record.calls),
+        errors=record.errors,
+        tokens_in=record.tokens_in,
+        tokens_out=record.tokens_out,
+        summary=record.summary(),
+        error=record.error,
     )
 
 
 def _actions(record: TickRecord, persona_id: str) -> list[PersonaAction]:
     return [
         PersonaAction(
-            id=f"{record.tick_id}:{call.seq}", persona_id=persona_id, tick_id=record.tick_id, run_id=record.run_id,
-            seq=call.seq, tool_name=call.outcome.tool, module=call.module, input_hash=call.input_hash,
-            result=call.outcome.outcome, probe=call.outcome.probe, error_message=call.outcome.error,
-            latency_ms=call.outcome.latency_ms, created_at=call.at,
+            id=f"{record.tick_id}:{call.seq}",
+            persona_id=persona_id,
+            tick_id=record.tick_id,
+            run_id=record.run_id,
+            seq=call.seq,
+            tool_name=call.outcome.tool,
+            module=call.module,
+            input_hash=call.input_hash,
+            result=call.outcome.outcome,
+            probe=call.outcome.probe,
+            error_message=call.outcome.error,
+            latency_ms=call.outcome.latency_ms,
+            created_at=call.at,
         )
         for call in record.calls
     ]
@@ -151,8 +183,14 @@ def _actions(record: TickRecord, persona_id: str) -> list[PersonaAction]:
 def _feedback(record: TickRecord, persona_id: str, ended: datetime) -> list[PersonaFeedback]:
     return [
         PersonaFeedback(
-            id=f"{record.tick_id}:{rating.module}", persona_id=persona_id, tick_id=record.tick_id, run_id=record.run_id,
-            module=rating.module, rating=rating.rating, notes=rating.notes, created_at=ended,
+            id=f"{record.tick_id}:{rating.module}",
+            persona_id=persona_id,
+            tick_id=record.tick_id,
+            run_id=record.run_id,
+            module=rating.module,
+            rating=rating.rating,
+            notes=rating.notes,
+            created_at=ended,
         )
         for rating in record.ratings
     ]
@@ -169,7 +207,11 @@ def _upsert(session: Session, rows: list[SQLModel]) -> None:
     values = [{column.name: getattr(row, column.name) for column in table.columns} for row in rows]
     statement = UPSERTS[session.get_bind().dialect.name](table).values(values)
     keys = [column.name for column in table.primary_key.columns]
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_={name: statement.excluded[name] for name in values[0] if name not in keys}))
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={name: statement.excluded[name] for name in values[0] if name not in keys}
+        )
+    )
 
 
 PROFILE_FIELDS = ("email", "name", "archetype", "system_prompt", "module_mix", "tick_cadence", "style", "locale")
@@ -186,9 +228,15 @@ def ensure_persona(session: Session, profile: PersonaProfile, cadence: str, prod
     row = session.exec(select(Persona).where(Persona.email == profile.email)).first()
     row = row or session.exec(select(Persona).where(Persona.name == profile.name)).first()
     wanted = Persona(
-        user_id=row.user_id if row else (product_user_id or f"email:{profile.email}"), email=profile.email, name=profile.name,
-        archetype=profile.archetype, system_prompt=profile.system_prompt, module_mix=dict(profile.module_mix),
-        tick_cadence=cadence, style=profile.style, locale=profile.locale,
+        user_id=row.user_id if row else (product_user_id or f"email:{profile.email}"),
+        email=profile.email,
+        name=profile.name,
+        archetype=profile.archetype,
+        system_prompt=profile.system_prompt,
+        module_mix=dict(profile.module_mix),
+        tick_cadence=cadence,
+        style=profile.style,
+        locale=profile.locale,
     )
     if row is None:
         session.add(wanted)

@@ -20,12 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from persona_runner.catalog import PersonaSpec, SpaceSpec
-from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
-from persona_runner.store.models import Run, utcnow
+from persona_runner.run.client import ProductClient
 from persona_runner.run.recorder import RecordError, TickRecord
 from persona_runner.run.tick import TickPlan, run_tick
+from persona_runner.store.models import Run, utcnow
 
 RAN_STATUSES = ("ok", "rating_unparsed")
 
@@ -114,9 +114,18 @@ async def execute_run(
     raises or is cancelled (Ctrl-C) is recorded as `aborted`, its ticks in flight too.
     """
     run = Run(
-        run_id=new_run_id(), label=settings.label, target=settings.target, driver=settings.driver,
-        model=settings.model, seed=settings.seed, config={"tick_date": settings.tick_date.isoformat(),
-        "max_turns": settings.max_turns, "timeout": settings.timeout, "personas": [p.name for p in personas]},
+        run_id=new_run_id(),
+        label=settings.label,
+        target=settings.target,
+        driver=settings.driver,
+        model=settings.model,
+        seed=settings.seed,
+        config={
+            "tick_date": settings.tick_date.isoformat(),
+            "max_turns": settings.max_turns,
+            "timeout": settings.timeout,
+            "personas": [p.name for p in personas],
+        },
     )
     await anyio.to_thread.run_sync(_write_run, store, run)
     result = RunResult(run_id=run.run_id, ticks=[])
@@ -131,9 +140,14 @@ async def execute_run(
                     result.stopped_early = reason
                     return
                 plan = TickPlan(
-                    run_id=run.run_id, persona=persona.to_profile(), cadence=persona.tick_cadence,
-                    password=derive_password(persona.email, secret), tick_date=settings.tick_date,
-                    seed=settings.seed, max_turns=settings.max_turns, timeout=settings.timeout,
+                    run_id=run.run_id,
+                    persona=persona.to_profile(),
+                    cadence=persona.tick_cadence,
+                    password=derive_password(persona.email, secret),
+                    tick_date=settings.tick_date,
+                    seed=settings.seed,
+                    max_turns=settings.max_turns,
+                    timeout=settings.timeout,
                 )
                 record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store)
                 result.ticks.append(record)

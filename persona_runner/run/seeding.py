@@ -15,21 +15,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from persona_runner.catalog import Catalog, PersonaSpec
-from persona_runner.run.client import ProductClient
 from persona_runner.credentials import derive_password
+from persona_runner.run.client import ProductClient
 from persona_runner.run.recorder import RecordError, ensure_persona
 
 
 @dataclass
 class SeedReport:
-    personas: list[tuple[str, str]] = field(default_factory=list)  # (name, created | updated | unchanged | would create | exists)
+    personas: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (name, created | updated | unchanged | would create | exists)
     spaces: list[tuple[str, list[str]]] = field(default_factory=list)  # (space name, members added)
     unknown_modules: list[str] = field(default_factory=list)
     user_ids: dict[str, str] = field(default_factory=dict)  # persona name -> product user id
 
     @property
     def changed(self) -> bool:
-        return any(change in ("created", "updated") for _, change in self.personas) or any(added for _, added in self.spaces)
+        return any(change in ("created", "updated") for _, change in self.personas) or any(
+            added for _, added in self.spaces
+        )
 
 
 def upsert_persona_rows(engine: Engine, catalog: Catalog, user_ids: dict[str, str]) -> None:
@@ -49,7 +53,9 @@ async def offered_modules(client: ProductClient, persona: PersonaSpec, secret: s
         return {tool.module for tool in visit.tools}
 
 
-async def seed_catalog(catalog: Catalog, client: ProductClient, secret: str, store: Engine | None, *, dry_run: bool = False) -> SeedReport:
+async def seed_catalog(
+    catalog: Catalog, client: ProductClient, secret: str, store: Engine | None, *, dry_run: bool = False
+) -> SeedReport:
     """Make the product's accounts and the results store match `catalog`; call `client.check()` first."""
     report = SeedReport()
     if dry_run:
@@ -59,11 +65,15 @@ async def seed_catalog(catalog: Catalog, client: ProductClient, secret: str, sto
         return report
     names_to_email = {p.name: p.email for p in catalog.personas}
     for persona in catalog.personas:
-        user_id, change = await client.upsert_persona(email=persona.email, name=persona.name, password=derive_password(persona.email, secret))
+        user_id, change = await client.upsert_persona(
+            email=persona.email, name=persona.name, password=derive_password(persona.email, secret)
+        )
         report.user_ids[persona.name] = user_id
         report.personas.append((persona.name, change))
     for space in catalog.spaces:
-        added = await client.ensure_space(name=space.name, type=space.type, members=[names_to_email[m] for m in space.members])
+        added = await client.ensure_space(
+            name=space.name, type=space.type, members=[names_to_email[m] for m in space.members]
+        )
         report.spaces.append((space.name, added))
     if store is not None:
         await anyio.to_thread.run_sync(upsert_persona_rows, store, catalog, report.user_ids)

@@ -23,10 +23,27 @@ import anyio
 import httpx2
 from sqlalchemy.engine import Engine
 
-from persona_runner.run.client import ERROR_LIMIT, GatewayLost, McpSession, ProductClient, ProductError, personal_space, root_cause
-from persona_runner.domain import CallOutcome, Day, Driver, MindError, PersonaProfile, SpaceInfo, TurnLimitReached, Verdict
-from persona_runner.store.models import utcnow
+from persona_runner.domain import (
+    CallOutcome,
+    Day,
+    Driver,
+    MindError,
+    PersonaProfile,
+    SpaceInfo,
+    TurnLimitReached,
+    Verdict,
+)
+from persona_runner.run.client import (
+    ERROR_LIMIT,
+    GatewayLost,
+    McpSession,
+    ProductClient,
+    ProductError,
+    personal_space,
+    root_cause,
+)
 from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord, save_tick
+from persona_runner.store.models import utcnow
 from persona_runner.util.text import truncate
 
 logger = logging.getLogger("persona_runner.run.tick")
@@ -86,19 +103,45 @@ class _Recorder:
                 outcome = await self.mcp.call_tool(tool, arguments)
         except TimeoutError:
             message = f"no answer before the tick's timeout of {self.timeout:g} s"
-            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=message, probe=probe))
+            self._add(
+                CallOutcome(
+                    tool=tool,
+                    arguments=arguments,
+                    outcome="error",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    error=message,
+                    probe=probe,
+                )
+            )
             raise TickTimeout(f"tick exceeded its timeout of {self.timeout:g} s while waiting for {tool}") from None
         except BaseException as exc:
             # Cut off under us (the session died, or the run is being stopped): keep the call on record, then let it go.
-            reason = str(exc) if isinstance(exc, GatewayLost) else "no answer: cut off while waiting (the MCP session broke or the run was stopped)"
-            self._add(CallOutcome(tool=tool, arguments=arguments, outcome="error", latency_ms=(time.perf_counter() - started) * 1000, error=truncate(reason, ERROR_LIMIT), probe=probe))
+            reason = (
+                str(exc)
+                if isinstance(exc, GatewayLost)
+                else "no answer: cut off while waiting (the MCP session broke or the run was stopped)"
+            )
+            self._add(
+                CallOutcome(
+                    tool=tool,
+                    arguments=arguments,
+                    outcome="error",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    error=truncate(reason, ERROR_LIMIT),
+                    probe=probe,
+                )
+            )
             raise
         outcome = replace(outcome, probe=probe)
         self._add(outcome)
         return outcome
 
     def _add(self, outcome: CallOutcome) -> None:
-        self.record.calls.append(RecordedCall(seq=len(self.record.calls), module=self.day.module_of(outcome.tool), outcome=outcome, at=utcnow()))
+        self.record.calls.append(
+            RecordedCall(
+                seq=len(self.record.calls), module=self.day.module_of(outcome.tool), outcome=outcome, at=utcnow()
+            )
+        )
 
 
 def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]:
@@ -110,7 +153,9 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
     if isinstance(exc, ProductError | MindError):
         return "failed", str(exc)
     if isinstance(exc, httpx2.TransportError):
-        return "failed", truncate(f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}", ERROR_LIMIT)
+        return "failed", truncate(
+            f"the product stopped answering after {calls} calls: {type(exc).__name__}: {exc}", ERROR_LIMIT
+        )
     logger.error("tick %s failed", plan.tick_id, exc_info=exc)
     return "failed", truncate(f"{type(exc).__name__}: {exc}", ERROR_LIMIT)
 
@@ -123,27 +168,50 @@ async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, sto
     cancellation go on.
     """
     record = TickRecord(
-        tick_id=plan.tick_id, run_id=plan.run_id, persona=plan.persona, persona_id=None,
-        tick_date=plan.tick_date.isoformat(), seed=plan.seed, driver=driver.name, model=driver.model,
+        tick_id=plan.tick_id,
+        run_id=plan.run_id,
+        persona=plan.persona,
+        persona_id=None,
+        tick_date=plan.tick_date.isoformat(),
+        seed=plan.seed,
+        driver=driver.name,
+        model=driver.model,
     )
-    transcript: dict[str, Any] = {"tick_id": plan.tick_id, "persona": plan.persona.name, "tick_date": record.tick_date, "seed": plan.seed, "driver": driver.name, "model": driver.model}
+    transcript: dict[str, Any] = {
+        "tick_id": plan.tick_id,
+        "persona": plan.persona.name,
+        "tick_date": record.tick_date,
+        "seed": plan.seed,
+        "driver": driver.name,
+        "model": driver.model,
+    }
     deadline = time.monotonic() + plan.timeout
     verdict: Verdict | None = None
     try:
         with anyio.fail_after(plan.timeout + GUARD_GRACE_SECONDS):
             verdict = await _play_day(plan, client, driver, record, transcript, deadline)
     except anyio.get_cancelled_exc_class():
-        record.status, record.error = "aborted", f"the run was stopped during this tick, after {len(record.calls)} calls"
+        record.status, record.error = (
+            "aborted",
+            f"the run was stopped during this tick, after {len(record.calls)} calls",
+        )
         with anyio.CancelScope(shield=True):
             await _finish(plan, driver, record, transcript, None, store)
         raise
-    except Exception as raised:  # noqa: BLE001 - one persona's failure must not stop the others
+    except Exception as raised:
         record.status, record.error = _classify(root_cause(raised), plan, len(record.calls))
     await _finish(plan, driver, record, transcript, verdict, store)
     return record
 
 
-async def _finish(plan: TickPlan, driver: Driver, record: TickRecord, transcript: dict[str, Any], verdict: Verdict | None, store: Engine) -> None:
+async def _finish(
+    plan: TickPlan,
+    driver: Driver,
+    record: TickRecord,
+    transcript: dict[str, Any],
+    verdict: Verdict | None,
+    store: Engine,
+) -> None:
     """Release the driver and write the tick: its verdict (when the day reached one), transcript and rows."""
     await driver.aclose()
     if verdict is not None and record.status == "ok":
@@ -168,14 +236,30 @@ async def _finish(plan: TickPlan, driver: Driver, record: TickRecord, transcript
         record.status, record.error = "failed", str(exc)
 
 
-async def _play_day(plan: TickPlan, client: ProductClient, driver: Driver, record: TickRecord, transcript: dict[str, Any], deadline: float) -> Verdict:
+async def _play_day(
+    plan: TickPlan,
+    client: ProductClient,
+    driver: Driver,
+    record: TickRecord,
+    transcript: dict[str, Any],
+    deadline: float,
+) -> Verdict:
     login = await client.login(plan.persona.email, plan.password)
     record.persona_id = login.user_id
     async with client.visit(login, lambda spaces: choose_space(plan, spaces)) as visit:
         transcript["space"] = {"id": visit.space.id, "name": visit.space.name, "type": visit.space.type}
         transcript["spaces"] = [{"id": s.id, "name": s.name, "type": s.type, "role": s.role} for s in visit.spaces]
         transcript["tools_offered"] = [tool.name for tool in visit.tools]
-        day = Day(persona=plan.persona, tick_date=plan.tick_date, seed=plan.seed, spaces=visit.spaces, tools=visit.tools, max_turns=plan.max_turns, tick_id=plan.tick_id, deadline=deadline)
+        day = Day(
+            persona=plan.persona,
+            tick_date=plan.tick_date,
+            seed=plan.seed,
+            spaces=visit.spaces,
+            tools=visit.tools,
+            max_turns=plan.max_turns,
+            tick_id=plan.tick_id,
+            deadline=deadline,
+        )
         recorder = _Recorder(record, visit.mcp, day, deadline, plan.timeout)
         try:
             await driver.play(day, recorder.act)

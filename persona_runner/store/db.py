@@ -55,10 +55,14 @@ def _check_sqlite_path(path: Path, *, create: bool) -> None:
     """Refuse, in one line, a SQLite location the command cannot use, before SQLite makes an empty file there."""
     if not create:
         if not path.exists():
-            raise StoreError(f"results store {path.resolve()} does not exist; run `persona-runner run` first or pass --db")
+            raise StoreError(
+                f"results store {path.resolve()} does not exist; run `persona-runner run` first or pass --db"
+            )
         return
     if not path.parent.exists():
-        raise StoreError(f"results store {path}: directory {path.parent} does not exist; create it or pass --db elsewhere")
+        raise StoreError(
+            f"results store {path}: directory {path.parent} does not exist; create it or pass --db elsewhere"
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise StoreError(f"results store {path}: file is not writable; fix its permissions or pass --db elsewhere")
     if not path.exists() and not os.access(path.parent, os.W_OK):
@@ -98,8 +102,12 @@ def open_store(db: str | None = None, *, create: bool = True) -> Engine:
         if create:
             ResultsTable.metadata.create_all(engine)
         elif missing := _missing_tables(engine):
-            raise StoreError(f"results store {describe(url)} has no tables {', '.join(missing)}; run `persona-runner run` first or pass --db")
+            raise StoreError(
+                f"results store {describe(url)} has no tables {', '.join(missing)}; run `persona-runner run` first or pass --db"
+            )
     except SQLAlchemyError as exc:
         # Unreachable server, refused login, a file SQLite does not recognise ("file is not a database").
-        raise StoreError(f"results store {describe(url)}: cannot open ({getattr(exc, 'orig', None) or exc}); check --db / {ENV_DB}") from None
+        raise StoreError(
+            f"results store {describe(url)}: cannot open ({getattr(exc, 'orig', None) or exc}); check --db / {ENV_DB}"
+        ) from None
     return engine

@@ -107,7 +107,6 @@ class PersonaAction(ResultsTable, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-
 #: In SQL, an action that is an error the product caused: a refused probe (bad input sent on
 #: purpose) is the persona's doing. `RecordedCall.product_error` is the same rule in Python.
 PRODUCT_ERROR = and_(PersonaAction.__table__.c.result == "error", PersonaAction.__table__.c.probe == false())  # type: ignore[attr-defined]

@@ -57,9 +57,7 @@ class Listing(ToolOutput, Generic[ItemT]):
 OutT = TypeVar("OutT", bound=ToolOutput)
 
 
-def create_handler(
-    model: type[SpaceRow], output: type[OutT]
-) -> Callable[[ToolInput, ToolContext], Awaitable[OutT]]:
+def create_handler(model: type[SpaceRow], output: type[OutT]) -> Callable[[ToolInput, ToolContext], Awaitable[OutT]]:
     """The handler of a plain `<module>.create` tool: the input, field for field,
     becomes a new row of `model` in the caller's space, written by the caller."""
 

@@ -105,7 +105,9 @@ def _insert_unless_logged(session: Session, entry: HabitLog) -> None:
     the same shared habit on the same day at once both succeed, and one log is kept."""
     dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
     insert = dialects[session.get_bind().dialect.name]
-    session.execute(insert(HabitLog).values(entry.model_dump()).on_conflict_do_nothing(index_elements=["habit_id", "date"]))
+    session.execute(
+        insert(HabitLog).values(entry.model_dump()).on_conflict_do_nothing(index_elements=["habit_id", "date"])
+    )
 
 
 async def log(inp: HabitLogInput, ctx: ToolContext) -> LogOut:
@@ -119,7 +121,9 @@ async def log(inp: HabitLogInput, ctx: ToolContext) -> LogOut:
         that_day = select(HabitLog).where(HabitLog.habit_id == habit.id, HabitLog.date == day)
         entry = session.exec(that_day).first()
         if entry is None:
-            _insert_unless_logged(session, HabitLog(space_id=ctx.space_id, created_by=ctx.user_id, habit_id=habit.id, date=day))
+            _insert_unless_logged(
+                session, HabitLog(space_id=ctx.space_id, created_by=ctx.user_id, habit_id=habit.id, date=day)
+            )
             entry = session.exec(that_day).one()  # inserted just now, or by whoever got there first
         if inp.note is not None:
             entry.note = inp.note
