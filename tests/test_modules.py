@@ -18,12 +18,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tool_registry.backend import Backend, MoodEntry, Note
-from tool_registry.db import open_product_db, utcnow
+from tool_registry.db import utcnow
 from tool_registry.field_errors import field_problems
 from tool_registry.gateway import format_validation_error
 from tool_registry.identity import Membership, Space, User
 from tool_registry.modules import build_registry
 from tool_registry.modules._fields import utc_today
+from tool_registry.schema import open_product_db
 from tool_registry.spec import DuplicateToolError, Registry, ToolContext, ToolError
 
 REGISTRY = build_registry()

@@ -24,11 +24,11 @@ from persona_runner.drivers.content import LEXICONS, SENTENCES
 from persona_runner.drivers.schema_args import INVALID_KINDS
 from persona_runner.drivers.scripted import ScriptedDriver, call_key
 from tool_registry.backend import Backend
-from tool_registry.db import open_product_db
 from tool_registry.gateway import format_validation_error
 from tool_registry.identity import Membership, Space, User
 from tool_registry.modules import build_registry
 from tool_registry.policy import PolicyGate
+from tool_registry.schema import open_product_db
 from tool_registry.spec import Registry, ToolContext, ToolError
 
 pytestmark = pytest.mark.anyio

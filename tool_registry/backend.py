@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import JSON, UniqueConstraint
@@ -23,10 +23,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from tool_registry import ids
 from tool_registry.db import ProductTable, serialize_writes, utcnow
 from tool_registry.identity import Membership
-from tool_registry.spec import ToolError
-
-if TYPE_CHECKING:
-    from tool_registry.spec import ToolContext
+from tool_registry.spec import ToolContext, ToolError
 
 T = TypeVar("T")
 

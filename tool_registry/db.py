@@ -1,4 +1,10 @@
-"""The product's database: a SQLite file by default, PostgreSQL by URL (`--data`)."""
+"""The product's database: a SQLite file by default, PostgreSQL by URL (`--data`).
+
+The base every product table derives from, and the connection and transaction
+rules they all share. It knows no table itself: the modules that declare tables
+(identity, backend) depend on it, never the other way round, and the schema,
+every table at once, is assembled in `tool_registry.schema`.
+"""
 
 from __future__ import annotations
 
@@ -58,14 +64,9 @@ def serialize_writes(session: Session, key: str | None = None) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
-def open_product_db(data: str | None) -> Engine:
-    """Open (and create if needed) the product database."""
-    url = data_url(data)
-    engine = create_engine(url, pool_pre_ping=True)
+def open_engine(data: str | None) -> Engine:
+    """Connect to the product database (no tables are created here: see `tool_registry.schema`)."""
+    engine = create_engine(data_url(data), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
-    import tool_registry.backend
-    import tool_registry.identity  # noqa: F401  (registers the identity tables)
-
-    ProductTable.metadata.create_all(engine)
     return engine

@@ -17,9 +17,7 @@ def field_problems(error: ValidationError, whole: str) -> list[tuple[str, str]]:
     problems = []
     for item in error.errors(include_url=False):
         where = ".".join(str(part) for part in item["loc"]) or whole
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        else:
-            message = item["msg"].removeprefix("Value error, ")  # the product's own checks already say what is wrong
+        # The product's own checks already say what is wrong: their messages lose pydantic's prefix.
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
         problems.append((where, message))
     return problems

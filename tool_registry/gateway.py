@@ -32,13 +32,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tool_registry.backend import Backend
 from tool_registry.faults import FaultPlan
 from tool_registry.field_errors import field_problems
 from tool_registry.metrics import GatewayMetrics
 from tool_registry.policy import PolicyGate
 from tool_registry.session_limits import PerUserSessionManager
-from tool_registry.spec import Registry, ToolContext, ToolError, ToolSpec
+from tool_registry.spec import Registry, ToolBackend, ToolContext, ToolError, ToolSpec
 from tool_registry.tokens import TokenVerifier
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -212,7 +211,7 @@ class Gateway:
         self,
         registry: Registry,
         *,
-        backend: Backend,
+        backend: ToolBackend,
         policy: PolicyGate,
         is_member: Callable[[str, str], bool],
         allows_destructive: Callable[[str], bool],

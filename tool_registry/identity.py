@@ -9,10 +9,10 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import Table, UniqueConstraint, delete, or_
+from sqlalchemy import Table, UniqueConstraint, delete, inspect, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Relationship, Session, select
+from sqlmodel import Field, Relationship, Session, col, select
 
 from tool_registry.db import ProductTable, serialize_writes, utcnow
 from tool_registry.ids import new_id
@@ -59,6 +59,9 @@ class Membership(ProductTable, table=True):
     space: Space = Relationship()
     user: User = Relationship()
 
+
+# The tables behind the two models every other product table refers to.
+USERS, SPACES = inspect(User).local_table, inspect(Space).local_table
 
 PASSWORD_HASHER = PasswordHasher()
 
@@ -190,15 +193,15 @@ class Identity:
             personal = list(session.exec(select(Space.id).where(Space.type == "personal", Space.owner_id == user_id)))
             try:
                 for table in reversed(ProductTable.metadata.sorted_tables):
-                    if table is not User.__table__ and table is not Space.__table__:
+                    if table is not USERS and table is not SPACES:
                         _delete_rows_of(session, table, user_id, personal)
-                session.execute(delete(Space).where(Space.id.in_(personal)))  # type: ignore[attr-defined]
-                session.execute(delete(User).where(User.id == user_id))  # type: ignore[arg-type]
+                session.execute(delete(Space).where(col(Space.id).in_(personal)))
+                session.execute(delete(User).where(col(User.id) == user_id))
                 session.commit()
             except IntegrityError:
                 raise IdentityError(
-                    f"persona {user_id} cannot be deleted: other users' rows still depend on theirs (e.g. logs of a habit they shared); "
-                    "remove those first",
+                    f"persona {user_id} cannot be deleted: other users' rows still depend on theirs "
+                    "(e.g. logs of a habit they shared); remove those first",
                     409,
                 ) from None
 
@@ -223,9 +226,9 @@ class Identity:
         with Session(self.engine) as session:
             rows = session.exec(
                 select(Space, Membership.role)
-                .join(Membership, Membership.space_id == Space.id)
+                .join(Membership, col(Membership.space_id) == Space.id)
                 .where(Membership.user_id == user_id)
-                .order_by(Space.type != "personal", Space.name)
+                .order_by(col(Space.type) != "personal", Space.name)
             )
             return [SpaceView(id=space.id, name=space.name, type=space.type, role=role) for space, role in rows]
 
@@ -245,7 +248,7 @@ class Identity:
         emails = [normalize_email(e) for e in member_emails]
         with Session(self.engine) as session:
             serialize_writes(session, key=f"shared space {name}")  # two requests creating one name make one space
-            users = {u.email: u for u in session.exec(select(User).where(User.email.in_(emails)))}  # type: ignore[attr-defined]
+            users = {u.email: u for u in session.exec(select(User).where(col(User.email).in_(emails)))}
             missing = [e for e in emails if e not in users]
             if missing:
                 raise IdentityError(f"unknown member email(s): {', '.join(missing)}; register them first", 404)
@@ -287,7 +290,8 @@ class Identity:
         except IntegrityError:
             session.rollback()
             raise IdentityError(
-                f"could not create {user.email}: a conflicting account was written at the same moment; send the request again",
+                f"could not create {user.email}: a conflicting account was written at the same moment; "
+                "send the request again",
                 409,
             ) from None
         session.refresh(user)
@@ -307,9 +311,9 @@ def _delete_rows_of(session: Session, table: Table, user_id: str, personal_space
     conditions = []
     for column in table.columns:
         for key in column.foreign_keys:
-            if key.column.table is User.__table__:
+            if key.column.table is USERS:
                 conditions.append(column == user_id)
-            elif key.column.table is Space.__table__ and personal_spaces:
+            elif key.column.table is SPACES and personal_spaces:
                 conditions.append(column.in_(personal_spaces))
     if conditions:
         session.execute(table.delete().where(or_(*conditions)))

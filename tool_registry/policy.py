@@ -39,7 +39,8 @@ MAX_SCANNED_CHARS = 50_000
 
 DENY_REASONS = {
     "admin-scope": "admin tools cannot be called through the gateway",
-    "destructive-not-allowed": 'destructive tools are off for this user; opt in with PUT /api/v1/me/preferences {{"allow_destructive": true}}',
+    "destructive-not-allowed": "destructive tools are off for this user; "
+    'opt in with PUT /api/v1/me/preferences {{"allow_destructive": true}}',
     "rate-limited": "rate limit exceeded: at most {limit} calls to {tool} per {window:g} s",
 }
 

@@ -30,7 +30,6 @@ from starlette.routing import Route
 from tool_registry import ids
 from tool_registry.backend import Backend
 from tool_registry.client_input import ClientInput
-from tool_registry.db import open_product_db
 from tool_registry.faults import FaultPlan
 from tool_registry.gateway import Gateway, JwksAccessVerifier
 from tool_registry.http_json import ClientError, read_model
@@ -39,6 +38,7 @@ from tool_registry.metrics import GatewayMetrics
 from tool_registry.modules import build_registry
 from tool_registry.modules._fields import Email as EmailAddress
 from tool_registry.policy import PolicyGate, PolicyMode
+from tool_registry.schema import open_product_db
 from tool_registry.spec import Registry
 from tool_registry.tokens import TokenIssuer, TokenVerifier, load_or_create_key
 
@@ -108,8 +108,9 @@ class Product:
         if config.id_seed is not None and self.identity.has_users():
             self.engine.dispose()
             raise ValueError(
-                f"--id-seed {config.id_seed} needs a fresh --data database: this one already has users, whose ids a seeded "
-                "id stream would hand out again; point --data at a new database, or leave out --id-seed"
+                f"--id-seed {config.id_seed} needs a fresh --data database: this one already has users, "
+                "whose ids a seeded id stream would hand out again; "
+                "point --data at a new database, or leave out --id-seed"
             )
         ids.use(ids.IdSource(config.id_seed))
         self.metrics = GatewayMetrics()
@@ -241,7 +242,7 @@ class Product:
                 {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
             ),
         }
-        return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self.lifespan)  # type: ignore[arg-type]
+        return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self.lifespan)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -268,10 +269,9 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def _serve(self) -> None:
-        try:
+        # uvicorn exits on a failed startup; __enter__ reports it from the dead thread
+        with contextlib.suppress(SystemExit):
             self._server.run()
-        except SystemExit:
-            pass  # uvicorn exits on a failed startup; __enter__ reports it from the dead thread
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()

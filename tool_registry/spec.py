@@ -13,12 +13,12 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from tool_registry.backend import Backend
+    from sqlmodel import Session
 
 Scope = Literal["user-space", "admin"]
 PolicyHint = Literal["read", "write", "destructive"]
@@ -26,17 +26,30 @@ DefaultPolicy = Literal["auto", "propose"]
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
+T = TypeVar("T")
+
 
 #: What kind of account a call comes from: a person, a simulated persona, or the product itself.
 Invoker = Literal["human", "persona", "system"]
 
 
-class _CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _CallLog(logging.LoggerAdapter[logging.Logger]):
     """Ends every line with who called, in which space, so a handler's log line needs no bookkeeping."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = self.extra or {}
         return f"{msg} (user {extra['user_id']}, {extra['invoker']}, space {extra['space_id']})", kwargs
+
+
+class ToolBackend(Protocol):
+    """The product's data as a handler reaches it (the reference product's is `tool_registry.backend.Backend`).
+
+    Declared here, next to the context that carries it, so that the registry
+    does not depend on how a product stores its data.
+    """
+
+    async def run(self, ctx: ToolContext, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in one transaction, as the context's user in the context's space."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +65,13 @@ class ToolContext:
 
     user_id: str
     space_id: str
-    backend: Backend
+    backend: ToolBackend
     token: str | None = None
     invoker: Invoker = "system"
     tool: str = "(in-process)"
 
     @property
-    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         """`tool_registry.tools.<tool>`, each line ending with the caller and the space."""
         base = logging.getLogger(f"tool_registry.tools.{self.tool}")
         return _CallLog(base, {"user_id": self.user_id, "invoker": self.invoker, "space_id": self.space_id})

@@ -7,11 +7,14 @@ across the whole product. Every message names the field it is about.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
+from annotated_types import GroupedMetadata, MaxLen
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
 from tool_registry.client_input import ClientInput
@@ -95,10 +98,8 @@ def _in_year_range(value: dt.date, info: ValidationInfo) -> None:
 def _iso_date(value: Any, info: ValidationInfo) -> Any:
     parsed = value
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        try:
+        with contextlib.suppress(ValueError):
             parsed = dt.date.fromisoformat(value.strip())
-        except ValueError:
-            pass
     if not isinstance(parsed, dt.date) or isinstance(parsed, dt.datetime):
         raise ValueError(f"{info.field_name} must be an ISO date like 2026-11-22, got {value!r}")
     _in_year_range(parsed, info)
@@ -109,10 +110,8 @@ def _iso_datetime(value: Any, info: ValidationInfo) -> Any:
     """Parse an ISO datetime; one without an offset is taken as UTC. Always answers in UTC."""
     parsed = value
     if isinstance(value, str) and "T" in value:
-        try:
+        with contextlib.suppress(ValueError):
             parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
     if not isinstance(parsed, dt.datetime):
         raise ValueError(f"{info.field_name} must be an ISO datetime like 2026-11-22T09:30:00Z, got {value!r}")
     _in_year_range(parsed, info)
@@ -125,33 +124,51 @@ IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime)]
 
 
-def matching(pattern: str, rule: str, example: str, max_length: int | None = None) -> Any:
-    """A string type that must match `pattern`; the error names the field and states `rule`.
-    `max_length` is checked first, so an oversized value never reaches the pattern."""
-    compiled = re.compile(pattern)
-    schema: dict[str, Any] = {"type": "string", "pattern": pattern, "examples": [example]}
-    if max_length is not None:
-        schema["maxLength"] = max_length
+@dataclass(frozen=True)
+class Matching(GroupedMetadata):
+    """`Annotated[str, Matching(...)]`: a string that must match `pattern`; the error names the field and states
+    `rule`, and the JSON schema shows `example`. `max_length` is checked first, so an oversized value never
+    reaches the pattern."""
 
-    def check(value: str, info: ValidationInfo) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(f"{info.field_name} must be {rule}, got {value!r}")
-        return value
+    pattern: str
+    rule: str
+    example: str
+    max_length: int | None = None
 
-    return Annotated[str, Field(max_length=max_length), AfterValidator(check), WithJsonSchema(schema)]
+    def __iter__(self) -> Iterator[object]:
+        """The constraints pydantic applies, in order: the length, the pattern, then the schema shown."""
+        compiled = re.compile(self.pattern)
+
+        def check(value: str, info: ValidationInfo) -> str:
+            if not compiled.fullmatch(value):
+                raise ValueError(f"{info.field_name} must be {self.rule}, got {value!r}")
+            return value
+
+        schema: dict[str, Any] = {"type": "string", "pattern": self.pattern, "examples": [self.example]}
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+            yield MaxLen(self.max_length)
+        yield AfterValidator(check)
+        yield WithJsonSchema(schema)
 
 
-Color = matching(r"^#[0-9A-Fa-f]{6}$", "a hex color like #3366FF", "#3366FF")
+Color = Annotated[str, Matching(r"^#[0-9A-Fa-f]{6}$", "a hex color like #3366FF", "#3366FF")]
 # The product's one email rule: tool arguments and the HTTP API (register, login, seeding) share it.
-Email = matching(
-    r"^[^@\s]+@[^@\s]+\.[^@\s.]+$", "an email address like ada@example.com", "ada@example.com", max_length=254
-)
-Phone = matching(r"^[0-9 +\-()]{1,40}$", "up to 40 digits, spaces and + - ( )", "+1 (555) 010-2030")
-Tag = matching(
-    r"^[a-z0-9][a-z0-9-]{0,31}$",
-    "lowercase letters, digits and hyphens (1-32 characters, not starting with a hyphen)",
-    "errands",
-)
+Email = Annotated[
+    str,
+    Matching(
+        r"^[^@\s]+@[^@\s]+\.[^@\s.]+$", "an email address like ada@example.com", "ada@example.com", max_length=254
+    ),
+]
+Phone = Annotated[str, Matching(r"^[0-9 +\-()]{1,40}$", "up to 40 digits, spaces and + - ( )", "+1 (555) 010-2030")]
+Tag = Annotated[
+    str,
+    Matching(
+        r"^[a-z0-9][a-z0-9-]{0,31}$",
+        "lowercase letters, digits and hyphens (1-32 characters, not starting with a hyphen)",
+        "errands",
+    ),
+]
 
 
 def _dedupe(values: list[str]) -> list[str]:

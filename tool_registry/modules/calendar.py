@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import Field, model_validator
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from tool_registry.backend import Event, in_space
 from tool_registry.modules._fields import (
@@ -86,7 +86,7 @@ async def list_events(inp: EventList, ctx: ToolContext) -> Listing[EventOut]:
 
     def work(session: Session) -> Listing[EventOut]:
         begin, finish = inp.window()
-        query = in_space(Event, ctx.space_id).where(Event.start < finish, Event.end > begin).order_by(Event.start)
+        query = in_space(Event, ctx.space_id).where(Event.start < finish, Event.end > begin).order_by(col(Event.start))
         return Listing[EventOut].of(session.exec(query))
 
     return await ctx.backend.run(ctx, work)

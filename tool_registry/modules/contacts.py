@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import Field
 from sqlalchemy import or_
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from tool_registry.backend import Contact, in_space
 from tool_registry.modules._fields import Email, Limit, Listing, Phone, ToolInput, ToolOutput, create_handler
@@ -37,7 +37,8 @@ class ContactOut(ToolOutput):
 async def search(inp: ContactSearch, ctx: ToolContext) -> Listing[ContactOut]:
     def work(session: Session) -> Listing[ContactOut]:
         matches = or_(
-            Contact.name.icontains(inp.query, autoescape=True), Contact.email.icontains(inp.query, autoescape=True)
+            col(Contact.name).icontains(inp.query, autoescape=True),
+            col(Contact.email).icontains(inp.query, autoescape=True),
         )
         query = in_space(Contact, ctx.space_id).where(matches).order_by(Contact.name).limit(inp.limit)
         return Listing[ContactOut].of(session.exec(query))

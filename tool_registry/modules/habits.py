@@ -92,9 +92,9 @@ def streak(days: set[dt.date], until: dt.date, cadence: str) -> int:
 
 async def list_habits(inp: HabitList, ctx: ToolContext) -> Listing[HabitOut]:
     def work(session: Session) -> Listing[HabitOut]:
-        query = in_space(Habit, ctx.space_id).order_by(Habit.archived, Habit.created_at)
+        query = in_space(Habit, ctx.space_id).order_by(col(Habit.archived), col(Habit.created_at))
         if not inp.include_archived:
-            query = query.where(Habit.archived.is_(False))
+            query = query.where(col(Habit.archived).is_(False))
         return Listing[HabitOut].of(session.exec(query))
 
     return await ctx.backend.run(ctx, work)
@@ -103,11 +103,11 @@ async def list_habits(inp: HabitList, ctx: ToolContext) -> Listing[HabitOut]:
 def _insert_unless_logged(session: Session, entry: HabitLog) -> None:
     """INSERT … ON CONFLICT DO NOTHING on the one-log-a-day constraint: two members logging
     the same shared habit on the same day at once both succeed, and one log is kept."""
-    dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-    insert = dialects[session.get_bind().dialect.name]
-    session.execute(
-        insert(HabitLog).values(entry.model_dump()).on_conflict_do_nothing(index_elements=["habit_id", "date"])
-    )
+    values, one_a_day = entry.model_dump(), ["habit_id", "date"]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(HabitLog).values(values).on_conflict_do_nothing(index_elements=one_a_day))
+    else:
+        session.execute(sqlite.insert(HabitLog).values(values).on_conflict_do_nothing(index_elements=one_a_day))
 
 
 async def log(inp: HabitLogInput, ctx: ToolContext) -> LogOut:
@@ -128,7 +128,8 @@ async def log(inp: HabitLogInput, ctx: ToolContext) -> LogOut:
         if inp.note is not None:
             entry.note = inp.note
         session.flush()
-        logged = set(session.exec(select(HabitLog.date).where(HabitLog.habit_id == habit.id, HabitLog.date <= day)))
+        logged_days = select(col(HabitLog.date)).where(HabitLog.habit_id == habit.id, HabitLog.date <= day)
+        logged = set(session.exec(logged_days))
         return LogOut(habit_id=habit.id, date=day, note=entry.note, streak=streak(logged, day, habit.cadence))
 
     return await ctx.backend.run(ctx, work)

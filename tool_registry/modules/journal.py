@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import Field, model_validator
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from tool_registry.backend import JournalEntry, in_space
 from tool_registry.modules._fields import IsoDate, Limit, Listing, Score, ToolInput, ToolOutput, utc_today
@@ -61,7 +61,7 @@ async def list_entries(inp: EntryList, ctx: ToolContext) -> Listing[EntryOut]:
             query = query.where(JournalEntry.date >= inp.since)
         if inp.until:
             query = query.where(JournalEntry.date <= inp.until)
-        query = query.order_by(JournalEntry.date.desc(), JournalEntry.created_at.desc()).limit(inp.limit)
+        query = query.order_by(col(JournalEntry.date).desc(), col(JournalEntry.created_at).desc()).limit(inp.limit)
         return Listing[EntryOut].of(session.exec(query))
 
     return await ctx.backend.run(ctx, work)

@@ -8,7 +8,7 @@ from statistics import fmean
 from typing import Literal
 
 from pydantic import Field
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from tool_registry.backend import MoodEntry, in_space
 from tool_registry.modules._fields import (
@@ -31,7 +31,7 @@ TREND_THRESHOLD = 0.25
 class MoodLog(ToolInput):
     score: Score = Field(description="How the mood is right now, 1 (awful) to 5 (great).")
     note: str | None = Field(default=None, max_length=500, description="Optional remark on why.")
-    tags: Tags = []
+    tags: Tags = Field(default=[])
 
 
 class MoodInsightsInput(ToolInput):
@@ -62,7 +62,8 @@ class MoodInsights(ToolOutput):
 
 
 def _entries_since(session: Session, space_id: str, day: dt.date) -> list[MoodEntry]:
-    query = in_space(MoodEntry, space_id).where(MoodEntry.logged_at >= start_of_day(day)).order_by(MoodEntry.logged_at)
+    since = col(MoodEntry.logged_at) >= start_of_day(day)
+    query = in_space(MoodEntry, space_id).where(since).order_by(col(MoodEntry.logged_at))
     return list(session.exec(query))
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import Field
 from sqlalchemy import or_
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from tool_registry.backend import Note, get_in_space, in_space
 from tool_registry.db import utcnow
@@ -30,7 +30,7 @@ MAX_TAGS = 10
 class NoteCreate(ToolInput):
     title: str = Field(min_length=1, max_length=200, description="The note's title.")
     body: str = Field(default="", max_length=MAX_BODY_CHARS, description="The note's text.")
-    tags: Tags = []
+    tags: Tags = Field(default=[])
 
 
 class NoteList(ToolInput):
@@ -89,7 +89,7 @@ async def list_notes(inp: NoteList, ctx: ToolContext) -> Listing[NoteSummary]:
     so the tag filter runs here over the space's notes, newest first."""
 
     def work(session: Session) -> Listing[NoteSummary]:
-        notes = session.exec(in_space(Note, ctx.space_id).order_by(Note.updated_at.desc()))
+        notes = session.exec(in_space(Note, ctx.space_id).order_by(col(Note.updated_at).desc()))
         tagged = [note for note in notes if inp.tag is None or inp.tag in note.tags]
         return Listing[NoteSummary].of([_summary(note) for note in tagged[: inp.limit]])
 
@@ -98,8 +98,10 @@ async def list_notes(inp: NoteList, ctx: ToolContext) -> Listing[NoteSummary]:
 
 async def search(inp: NoteSearch, ctx: ToolContext) -> Listing[NoteSummary]:
     def work(session: Session) -> Listing[NoteSummary]:
-        matches = or_(Note.title.icontains(inp.query, autoescape=True), Note.body.icontains(inp.query, autoescape=True))
-        query = in_space(Note, ctx.space_id).where(matches).order_by(Note.updated_at.desc()).limit(inp.limit)
+        matches = or_(
+            col(Note.title).icontains(inp.query, autoescape=True), col(Note.body).icontains(inp.query, autoescape=True)
+        )
+        query = in_space(Note, ctx.space_id).where(matches).order_by(col(Note.updated_at).desc()).limit(inp.limit)
         return Listing[NoteSummary].of([_summary(note) for note in session.exec(query)])
 
     return await ctx.backend.run(ctx, work)
@@ -111,8 +113,8 @@ async def append(inp: NoteAppend, ctx: ToolContext) -> NoteOut:
         body = f"{note.body}\n{inp.text}" if note.body else inp.text
         if len(body) > MAX_BODY_CHARS:
             raise ToolError(
-                f"a note's body holds at most {MAX_BODY_CHARS:,} characters; appending {len(inp.text):,} to {note.title!r} "
-                f"would make it {len(body):,}: start a new note instead"
+                f"a note's body holds at most {MAX_BODY_CHARS:,} characters; "
+                f"appending {len(inp.text):,} to {note.title!r} would make it {len(body):,}: start a new note instead"
             )
         note.body = body
         note.updated_at = utcnow()
@@ -168,7 +170,8 @@ SPECS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="notes.append",
-        description=f"Add text at the end of an existing note's body, on a new line (a body holds at most {MAX_BODY_CHARS:,} characters).",
+        description="Add text at the end of an existing note's body, on a new line "
+        f"(a body holds at most {MAX_BODY_CHARS:,} characters).",
         input=NoteAppend,
         output=NoteOut,
         handler=append,

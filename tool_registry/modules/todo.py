@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, func
+from sqlmodel import Session, col, select
 
 from tool_registry.backend import Task, get_in_space, in_space
 from tool_registry.db import utcnow
@@ -70,16 +70,17 @@ class TaskStats(ToolOutput):
     total: int
 
 
-def _conditions(which: TaskFilter, today: dt.date) -> list[Any]:
+def _conditions(which: TaskFilter, today: dt.date) -> list[ColumnElement[bool]]:
     """The WHERE clauses of one filter; `todo.list` and `todo.stats` share them so they always agree."""
-    is_open = Task.completed.is_(False)
-    return {
+    is_open = col(Task.completed).is_(False)
+    by_filter: dict[TaskFilter, list[ColumnElement[bool]]] = {
         "open": [is_open],
-        "completed": [Task.completed.is_(True)],
-        "overdue": [is_open, Task.due < today],
-        "today": [is_open, Task.due == today],
+        "completed": [col(Task.completed).is_(True)],
+        "overdue": [is_open, col(Task.due) < today],
+        "today": [is_open, col(Task.due) == today],
         "all": [],
-    }[which]
+    }
+    return by_filter[which]
 
 
 async def list_tasks(inp: TaskList, ctx: ToolContext) -> Listing[TaskOut]:
@@ -87,7 +88,7 @@ async def list_tasks(inp: TaskList, ctx: ToolContext) -> Listing[TaskOut]:
         query = (
             in_space(Task, ctx.space_id)
             .where(*_conditions(inp.filter, utc_today()))
-            .order_by(Task.completed, Task.due.is_(None), Task.due, Task.created_at)
+            .order_by(col(Task.completed), col(Task.due).is_(None), col(Task.due), col(Task.created_at))
             .limit(inp.limit)
         )
         return Listing[TaskOut].of(session.exec(query))
