@@ -16,6 +16,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp.types import TextContent
 from pydantic import BaseModel, ValidationError
 
 from persona_runner.domain import CallOutcome, SpaceInfo, ToolInfo, module_of_tool
@@ -148,11 +149,13 @@ class ProductClient:
                 return await self._http.request(method, path, **kwargs)
         except httpx2.TimeoutException:
             raise ProductUnreachable(
-                f"product at {self.base_url} did not answer {method} {path} within {self.timeout:g} s; is it overloaded? check --target"
+                f"product at {self.base_url} did not answer {method} {path} within {self.timeout:g} s; "
+                "is it overloaded? check --target"
             ) from None
         except httpx2.TransportError as exc:
             raise ProductUnreachable(
-                f"product at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); is it running? check --target"
+                f"product at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); "
+                "is it running? check --target"
             ) from None
 
     async def _call(
@@ -193,7 +196,8 @@ class ProductClient:
         response = await self._request("POST", "/api/v1/auth/login", json={"email": email, "password": password})
         if response.status_code == 401:
             raise LoginFailed(
-                f"login refused for {email}: {_error_text(response)} (was the persona seeded with the same PERSONA_SEED_SECRET?)"
+                f"login refused for {email}: {_error_text(response)} "
+                "(was the persona seeded with the same PERSONA_SEED_SECRET?)"
             )
         if response.status_code != 200:
             raise ProductError(f"login for {email} answered {response.status_code}: {_error_text(response)}")
@@ -209,7 +213,8 @@ class ProductClient:
     async def visit(
         self, login: Login, choose: Callable[[list[SpaceInfo]], SpaceInfo] = personal_space
     ) -> AsyncIterator[Visit]:
-        """How every persona's day starts once logged in: its spaces, the one it works in, an MCP session there, the tools."""
+        """How every persona's day starts once logged in: its spaces, the one it works in, an MCP session
+        there, the tools."""
         spaces = await self.spaces(login.token)
         if not spaces:
             raise ProductError(f"{login.email} belongs to no space; the product must give every user a personal space")
@@ -253,7 +258,7 @@ class ProductClient:
         )
         transport = streamable_http_client(f"{self.base_url}/mcp", http_client=http)
         try:
-            async with http, Client(transport) as client:  # type: ignore[arg-type]
+            async with http, Client(transport) as client:
                 yield McpSession(client, self.base_url)
         except Exception as raised:
             # The SDK's task groups wrap what went wrong; tool calls answer their own MCP errors,
@@ -265,7 +270,8 @@ class ProductClient:
                 ) from None
             if isinstance(cause, MCPError):
                 raise ProductError(
-                    f"{self.base_url}/mcp refused the MCP session ({cause}); is --target a persona product with an MCP gateway?"
+                    f"{self.base_url}/mcp refused the MCP session ({cause}); "
+                    "is --target a persona product with an MCP gateway?"
                 ) from None
             raise
 
@@ -320,7 +326,7 @@ class McpSession:
                 f"MCP gateway at {self._base_url}/mcp stopped answering during {name}: {type(exc).__name__}: {exc}"
             ) from None
         latency = (time.perf_counter() - started) * 1000
-        text = "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
+        text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
         structured = result.structured_content if isinstance(result.structured_content, dict) else None
         if result.is_error:
             return CallOutcome(

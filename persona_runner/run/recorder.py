@@ -6,17 +6,18 @@ merged, so writing the same tick twice leaves exactly one copy of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from persona_runner.domain import CallOutcome, PersonaProfile, Rating
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
@@ -125,14 +126,16 @@ def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
             ):
                 _upsert(session, rows)
             session.execute(
-                delete(PersonaAction).where(PersonaAction.tick_id == record.tick_id, PersonaAction.seq >= len(actions))
-            )  # type: ignore[arg-type]
+                delete(PersonaAction).where(
+                    col(PersonaAction.tick_id) == record.tick_id, col(PersonaAction.seq) >= len(actions)
+                )
+            )
             kept = [row.module for row in feedback]
             session.execute(
                 delete(PersonaFeedback).where(
-                    PersonaFeedback.tick_id == record.tick_id, PersonaFeedback.module.not_in(kept)
+                    col(PersonaFeedback.tick_id) == record.tick_id, col(PersonaFeedback.module).not_in(kept)
                 )
-            )  # type: ignore[arg-type,attr-defined]
+            )
     except SQLAlchemyError as exc:
         raise RecordError(f"could not record tick {record.tick_id}: {getattr(exc, 'orig', exc)}") from None
 
@@ -196,10 +199,11 @@ def _feedback(record: TickRecord, persona_id: str, ended: datetime) -> list[Pers
     ]
 
 
-UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+#: Each dialect's INSERT, which both grow the same `on_conflict_do_update` and `excluded`.
+UPSERTS: dict[str, Callable[[Table], Any]] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
-def _upsert(session: Session, rows: list[SQLModel]) -> None:
+def _upsert(session: Session, rows: Sequence[SQLModel]) -> None:
     """Insert rows of one table in one statement, replacing any with the same primary key."""
     if not rows:
         return

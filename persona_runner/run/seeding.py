@@ -37,7 +37,8 @@ class SeedReport:
 
 
 def upsert_persona_rows(engine: Engine, catalog: Catalog, user_ids: dict[str, str]) -> None:
-    """Create or refresh the `personas` rows (`user_ids` holds every persona of the catalog); rows whose content is unchanged are left alone."""
+    """Create or refresh the `personas` rows (`user_ids` holds every persona of the catalog); rows whose
+    content is unchanged are left alone."""
     try:
         with Session(engine) as session, session.begin():
             for spec in catalog.personas:

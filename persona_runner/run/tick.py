@@ -12,6 +12,7 @@ with the calls it made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -261,9 +262,7 @@ async def _play_day(
             deadline=deadline,
         )
         recorder = _Recorder(record, visit.mcp, day, deadline, plan.timeout)
-        try:
+        with contextlib.suppress(TurnLimitReached):
             await driver.play(day, recorder.act)
-        except TurnLimitReached:
-            pass
         history = [call.outcome for call in record.calls]
         return await driver.rate(day, record.modules_used(), history)

@@ -103,7 +103,8 @@ def open_store(db: str | None = None, *, create: bool = True) -> Engine:
             ResultsTable.metadata.create_all(engine)
         elif missing := _missing_tables(engine):
             raise StoreError(
-                f"results store {describe(url)} has no tables {', '.join(missing)}; run `persona-runner run` first or pass --db"
+                f"results store {describe(url)} has no tables {', '.join(missing)}; "
+                "run `persona-runner run` first or pass --db"
             )
     except SQLAlchemyError as exc:
         # Unreachable server, refused login, a file SQLite does not recognise ("file is not a database").

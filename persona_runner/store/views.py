@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, utcnow
 
@@ -28,41 +28,43 @@ def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActi
     with Session(engine) as session:
         query = select(Persona).order_by(Persona.name)
         if names:
-            query = query.where(Persona.name.in_(names))  # type: ignore[attr-defined]
+            query = query.where(col(Persona.name).in_(names))
         personas = list(session.scalars(query))
         ids = [p.user_id for p in personas]
         counts = {
             row.persona_id: (row.actions, row.errors or 0)
             for row in session.execute(
                 select(
-                    PersonaAction.persona_id,
+                    col(PersonaAction.persona_id),
                     func.count().label("actions"),
                     func.sum(case((PRODUCT_ERROR, 1), else_=0)).label("errors"),
                 )
-                .where(PersonaAction.persona_id.in_(ids), PersonaAction.created_at >= since)  # type: ignore[attr-defined]
+                .where(col(PersonaAction.persona_id).in_(ids), col(PersonaAction.created_at) >= since)
                 .group_by(PersonaAction.persona_id)
             )
         }
         ratings: dict[str, dict[str, tuple[float, int]]] = {}
         for row in session.execute(
-            select(PersonaFeedback.persona_id, PersonaFeedback.module, func.avg(PersonaFeedback.rating), func.count())
-            .where(PersonaFeedback.persona_id.in_(ids))  # type: ignore[attr-defined]
+            select(
+                col(PersonaFeedback.persona_id),
+                col(PersonaFeedback.module),
+                func.avg(PersonaFeedback.rating),
+                func.count(),
+            )
+            .where(col(PersonaFeedback.persona_id).in_(ids))
             .group_by(PersonaFeedback.persona_id, PersonaFeedback.module)
             .order_by(PersonaFeedback.module)
         ):
             ratings.setdefault(row[0], {})[row[1]] = (float(row[2]), int(row[3]))
-    return [
-        PersonaActivity(p, *counts.get(p.user_id, (0, 0)), ratings=ratings.get(p.user_id, {}))  # type: ignore[misc]
-        for p in personas
-    ]
+    return [PersonaActivity(p, *counts.get(p.user_id, (0, 0)), ratings=ratings.get(p.user_id, {})) for p in personas]
 
 
 def recent_actions(engine: Engine, persona_id: str, limit: int = 15) -> list[PersonaAction]:
     with Session(engine) as session:
         query = (
             select(PersonaAction)
-            .where(PersonaAction.persona_id == persona_id)
-            .order_by(PersonaAction.created_at.desc(), PersonaAction.seq.desc())  # type: ignore[attr-defined]
+            .where(col(PersonaAction.persona_id) == persona_id)
+            .order_by(col(PersonaAction.created_at).desc(), col(PersonaAction.seq).desc())
             .limit(limit)
         )
         return list(session.scalars(query))
