@@ -215,7 +215,8 @@ async def measure(bare: Target, gateway: Target, *, calls: int, rounds: int, cli
             for target in order:
                 results.figures[(mode, target.label)].append(await run(target, calls))
         line = "  ".join(
-            f"{mode} bare {results.figures[(mode, 'bare')][-1]:.1f} gateway {results.figures[(mode, 'gateway')][-1]:.1f}"
+            f"{mode} bare {results.figures[(mode, 'bare')][-1]:.1f} gateway "
+            f"{results.figures[(mode, 'gateway')][-1]:.1f}"
             for mode in modes
         )
         print(f"round {round_no + 1}/{rounds}: {line}", file=sys.stderr, flush=True)

@@ -278,14 +278,17 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print(f"store:      {describe(url)} ({engine.dialect.name})")
     print(
-        f"generated:  {report.totals.calls:,} actions, {report.totals.ticks:,} ticks, {report.totals.ratings:,} ratings in {generated:.1f} s"
+        f"generated:  {report.totals.calls:,} actions, {report.totals.ticks:,} ticks, {report.totals.ratings:,} "
+        f"ratings in {generated:.1f} s"
     )
     print(
-        f"report:     {total:.2f} s ({built:.2f} s aggregating, {total - built:.2f} s rendering {len(page) / 1024:.0f} KiB of HTML: {len(report.modules)} modules, {len(report.personas)} personas)"
+        f"report:     {total:.2f} s ({built:.2f} s aggregating, {total - built:.2f} s rendering "
+        f"{len(page) / 1024:.0f} KiB of HTML: {len(report.modules)} modules, {len(report.personas)} personas)"
     )
     print(f"peak RSS:   {peak_mb:.0f} MB")
     print(
-        f"targets:    time {'OK' if total < 10 else 'MISSED'} (< 10 s), memory {'OK' if peak_mb < 1024 else 'MISSED'} (< 1 GB)"
+        f"targets:    time {'OK' if total < 10 else 'MISSED'} (< 10 s), "
+        f"memory {'OK' if peak_mb < 1024 else 'MISSED'} (< 1 GB)"
     )
 
 

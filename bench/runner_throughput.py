@@ -301,7 +301,8 @@ async def bare(url: str, token: str, catalog: Catalog, scripts: list[Script], co
                 login = await client.login(email, derive_password(email, SECRET))
                 if script.space_id not in {space.id for space in await client.spaces(login.token)}:
                     raise BenchError(
-                        f"{script.persona.name} is not in space {script.space_id}: the fresh product handed out other ids"
+                        f"{script.persona.name} is not in space {script.space_id}: "
+                        "the fresh product handed out other ids"
                     )
                 async with client.mcp_session(login.token, script.space_id) as mcp:
                     await mcp.list_tools()
@@ -399,7 +400,8 @@ class Budget:
         left = self.seconds - (time.monotonic() - self.started)
         if left <= 0:
             raise BenchError(
-                f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight"
+                f"the bench took longer than --budget {self.seconds:g} s; "
+                "lower --personas, --turns, --rounds or --in-flight"
             )
         return left
 
@@ -412,7 +414,8 @@ class Budget:
             return anyio.run(bounded)
         except TimeoutError:
             raise BenchError(
-                f"the bench took longer than --budget {self.seconds:g} s; lower --personas, --turns, --rounds or --in-flight"
+                f"the bench took longer than --budget {self.seconds:g} s; "
+                "lower --personas, --turns, --rounds or --in-flight"
             ) from None
 
 
@@ -492,7 +495,8 @@ def measure_throughput(args: argparse.Namespace, budget: Budget) -> Throughput:
 def report(args: argparse.Namespace, throughput: Throughput, memory: MemoryFigures | None) -> str:
     recorded_rate, bare_rate = throughput.median(throughput.recorded), throughput.median(throughput.bare)
     lines = [
-        f"runner throughput ({args.personas} personas x {args.turns} turns, concurrency {args.concurrency}, {args.rounds} rounds, median)",
+        f"runner throughput ({args.personas} personas x {args.turns} turns, concurrency {args.concurrency}, "
+        f"{args.rounds} rounds, median)",
         f"recorded {recorded_rate:>8.1f} calls/s",
         f"bare     {bare_rate:>8.1f} calls/s",
         f"ratio    {recorded_rate / bare_rate:>8.2f}   (target >= {TARGET_RATIO})",
@@ -501,7 +505,8 @@ def report(args: argparse.Namespace, throughput: Throughput, memory: MemoryFigur
     differing = max(p.differing for p in throughput.bare)
     if differing:
         lines.append(
-            f"note: {differing} replayed call(s) ended differently from the recording (ids in shared spaces depend on interleaving)"
+            f"note: {differing} replayed call(s) ended differently from the recording "
+            "(ids in shared spaces depend on interleaving)"
         )
     if not throughput.repeated:
         lines.append(
@@ -510,7 +515,8 @@ def report(args: argparse.Namespace, throughput: Throughput, memory: MemoryFigur
     if memory is not None:
         before = f", {memory.rss_before_kib / 1024:.0f} MiB before ticking" if memory.rss_before_kib else ""
         lines.append(
-            f"{memory.personas} personas in flight: peak RSS {memory.peak_rss_kib / 1024:.0f} MiB (runner process; product in its own process{before}), "
+            f"{memory.personas} personas in flight: peak RSS {memory.peak_rss_kib / 1024:.0f} MiB (runner process; "
+            f"product in its own process{before}), "
             f"{memory.calls:,} calls in {memory.seconds:.1f} s, at most {memory.most_in_flight} mid-day at once"
         )
         if memory.failures:
@@ -530,7 +536,8 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Tool calls per second of the scripted runner with full recording versus a bare loop of the same calls."
+        description="Tool calls per second of the scripted runner with full recording "
+        "versus a bare loop of the same calls."
     )
     parser.add_argument(
         "--personas", type=bounded(1, 500), default=10, help="personas per throughput phase (default 10)"
