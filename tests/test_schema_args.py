@@ -20,6 +20,7 @@ from persona_runner.drivers.content import HOSTILE, Writer
 from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, matching_string, probes
 from persona_runner.drivers.scripted import CONTRACTS, GENERIC
 from tool_registry.modules import build_registry
+from tool_registry.spec import ToolSpec
 
 TODAY = dt.date(2026, 11, 22)
 SPECS = list(build_registry())
@@ -44,7 +45,7 @@ def passes(model: type[BaseModel], arguments: dict) -> bool:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
-def test_valid_arguments_pass_the_real_models(spec) -> None:
+def test_valid_arguments_pass_the_real_models(spec: ToolSpec) -> None:
     schema = spec.input.model_json_schema()
     optional = CONTRACTS.get(spec.name, GENERIC).optional
     for seed in range(60):
@@ -55,7 +56,7 @@ def test_valid_arguments_pass_the_real_models(spec) -> None:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
-def test_probes_the_schema_rules_out_fail_the_real_models(spec) -> None:
+def test_probes_the_schema_rules_out_fail_the_real_models(spec: ToolSpec) -> None:
     schema = spec.input.model_json_schema()
     optional = CONTRACTS.get(spec.name, GENERIC).optional
     for seed in range(10):

@@ -45,6 +45,7 @@ import httpx2
 
 from persona_runner.util.canonical import canonical_json
 from persona_runner.util.errors import UserError
+from persona_runner.util.text import CUT, truncate
 
 # Response headers the SDKs read (content type, retry hints, request ids); the rest are
 # transport details (encodings, lengths, cookies) that must not be replayed.
@@ -54,6 +55,7 @@ MASKED_CONTENT = "(tool result: not part of the key)"
 #: How a Chat Completions tool result says it failed (that wire has no `is_error`); the OpenAI
 #: driver writes it and the key keeps it, so a failed call and a successful one never share a key.
 TOOL_ERROR_PREFIX = "ERROR: "
+#: How much of a value a miss or a drift shows (as JSON, the cut marked): enough to recognise it.
 _SHOWN_VALUE_LENGTH = 200
 #: How much shared text is kept before the point where two long texts part, when showing them.
 _SHOWN_LEAD = 40
@@ -179,17 +181,17 @@ def difference_count(recorded: Any, current: Any) -> int:
         keys = recorded.keys() | current.keys()
         return sum(difference_count(recorded.get(k, _ABSENT), current.get(k, _ABSENT)) for k in keys)
     if isinstance(recorded, list):
-        shared = sum(difference_count(a, b) for a, b in zip(recorded, current))
+        shared = sum(difference_count(a, b) for a, b in zip(recorded, current, strict=False))
         longer = recorded if len(recorded) > len(current) else current
         return shared + sum(_leaves(v) for v in longer[min(len(recorded), len(current)) :])
     return 0 if recorded == current else 1
 
 
 def _show(value: Any, start: int = 0) -> str:
+    """A value as JSON for a message; a text shown from `start` is marked as cut at its start too."""
     if value is _ABSENT:
         return "(absent)"
-    text = canonical_json("…" + value[start:] if start else value)
-    return text if len(text) <= _SHOWN_VALUE_LENGTH else text[:_SHOWN_VALUE_LENGTH] + "…"
+    return truncate(canonical_json(CUT + value[start:] if start else value), _SHOWN_VALUE_LENGTH)
 
 
 def _unwritable(path: Path) -> str | None:
@@ -212,7 +214,8 @@ def _show_both(recorded: Any, current: Any) -> str:
     start = 0
     if isinstance(recorded, str) and isinstance(current, str):
         shared = next(
-            (i for i, (a, b) in enumerate(zip(recorded, current)) if a != b), min(len(recorded), len(current))
+            (i for i, (a, b) in enumerate(zip(recorded, current, strict=False)) if a != b),
+            min(len(recorded), len(current)),
         )
         start = max(0, shared - _SHOWN_LEAD)
     return f"recorded {_show(recorded, start)}, now {_show(current, start)}"
@@ -334,7 +337,7 @@ class Cassette:
         The caller holds the lock. Requests with the same key carry the same tool
         results in the same places, so they pair up in order.
         """
-        for (path, call_id, then), (_, _, now) in zip(tool_results(recorded), tool_results(current)):
+        for (path, call_id, then), (_, _, now) in zip(tool_results(recorded), tool_results(current), strict=True):
             if call_id in self._drifted:
                 continue
             found = first_difference(then.get("content", _ABSENT), now.get("content", _ABSENT), f"{path}.content")

@@ -48,7 +48,10 @@ def check_keys(name: str, env: Mapping[str, str] = os.environ) -> None:
 def make_client(
     sdk: Callable[..., Any], api_key: str, base_url: str | None, http_client: httpx2.AsyncClient | None
 ) -> Any:
-    """An SDK client (`sdk` is its class) that never retries on its own: retries, their budget and waits are the driver's."""
+    """An SDK client (`sdk` is its class) that never retries on its own.
+
+    Retries, their budget and their waits are the driver's.
+    """
     return sdk(api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0)
 
 

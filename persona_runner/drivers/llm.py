@@ -27,6 +27,7 @@ from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import CassetteMiss
 from persona_runner.drivers.tool_names import ToolNames
 from persona_runner.util.canonical import canonical_json
+from persona_runner.util.text import truncate
 
 RATING_TOOL = "submit_ratings"
 RATING_DESCRIPTION = "Rate each module you used today, once, from 1 (awful) to 5 (excellent), with a short note on why."
@@ -34,6 +35,8 @@ NOTES_LIMIT = 1000
 #: How much of a tool's answer the model reads back: enough to act on, bounded so one huge
 #: listing cannot eat the day's token budget.
 RESULT_EXCERPT = 4000
+#: The mark of a cut answer, spelled out so the model does not take a cut listing for all there is.
+RESULT_CUT = " …(cut)"
 MAX_OUTPUT_TOKENS = 1024
 TURN_LIMIT_RESULT = "not done: the day's turn limit was reached"
 #: Added to a replay miss whose first difference is the system prompt or the day's opening line:
@@ -217,7 +220,7 @@ def parse_ratings(arguments: Any, modules_used: list[str]) -> tuple[list[Rating]
         notes = entry.get("notes") if isinstance(entry.get("notes"), str) else ""
         if len(notes) > NOTES_LIMIT:
             flags.append(f"notes_truncated: {module} notes cut to {NOTES_LIMIT} characters")
-            notes = notes[:NOTES_LIMIT]
+            notes = truncate(notes, NOTES_LIMIT)
         ratings[module] = Rating(module=module, rating=rating, notes=notes)
     if not ratings:
         raise RatingsRejected(f"no valid rating for any module used today ({', '.join(modules_used)})")
@@ -265,12 +268,12 @@ class Reply:
 
 
 def result_text(outcome: CallOutcome) -> str:
-    """What the persona reads back from a call, cut to `RESULT_EXCERPT` characters."""
+    """What the persona reads back from a call: its first `RESULT_EXCERPT` characters, then `RESULT_CUT`."""
     if outcome.ok:
         text = outcome.text or (canonical_json(outcome.structured) if outcome.structured is not None else "ok")
     else:
         text = outcome.error or "the call failed"
-    return text if len(text) <= RESULT_EXCERPT else text[:RESULT_EXCERPT] + " …(cut)"
+    return truncate(text, RESULT_EXCERPT + len(RESULT_CUT), RESULT_CUT)
 
 
 @dataclass
@@ -287,7 +290,8 @@ class _Conversation:
 class LLMDriver:
     """A persona played by a language model for one day; subclasses speak one provider's wire format."""
 
-    name: ClassVar[str]
+    #: The provider, as `--driver` names it; each subclass sets its own (`Driver.name`, read per instance).
+    name: str
     #: The SDK's async client class, built by the factory with the key and base URL.
     client_class: ClassVar[Callable[..., Any]]
     #: The SDK's exception types: an error status from the provider, and no answer at all.
@@ -489,7 +493,8 @@ class LLMDriver:
             answer = self.reply(response)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
             raise ProviderError(
-                f"tick {day.tick_id}: {self.name} answered in an unexpected shape ({type(exc).__name__}: {exc}); the answer is in the transcript"
+                f"tick {day.tick_id}: {self.name} answered in an unexpected shape ({type(exc).__name__}: {exc});"
+                " the answer is in the transcript"
             ) from None
         if answer.usage is None:
             self._note_once(

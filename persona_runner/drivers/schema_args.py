@@ -21,8 +21,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from random import Random
-from re import _parser as sre  # the stdlib's own regex parser: the only exact reading of a pattern
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The stdlib's own regex parser: the only exact reading of a pattern. Since Python 3.11 it is
+# `re._parser`; the stubs describe it under its old name, `sre_parse`, which now only warns and
+# forwards to it.
+if TYPE_CHECKING:
+    import sre_parse as sre
+else:
+    from re import _parser as sre
 
 #: Suggests a value for a field by name, given the arguments built so far; None lets the schema decide.
 Filler = Callable[[str, Mapping[str, Any]], Any]

@@ -27,9 +27,10 @@ from typing import Any
 from persona_runner.domain import Act, CallOutcome, Day, Rating, ToolInfo, TurnLimitReached, Usage, Verdict
 from persona_runner.drivers.content import Writer, key_word
 from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, Filler, Probe, probes, resolve
+from persona_runner.util.canonical import canonical_json
+from persona_runner.util.stats import percentile
 from persona_runner.util.text import one_line
 
-SLOW_MS = 1000.0
 CHAOS = "chaos"
 #: How often the chaos persona sends a broken call rather than running an ordinary errand.
 CHAOS_PROBE_RATE = 0.75
@@ -39,7 +40,40 @@ PROBE_KINDS = (*INVALID_KINDS, "unicode")
 DESTRUCTIVE_WEIGHT = 0.05
 #: The paging argument a check widens, so that "not listed" means "not there".
 PAGE = "limit"
+
+# ---- how a day is rated --------------------------------------------------------------------------
+# A module starts at BEST_RATING and loses points for what went wrong; the notes cite each reason.
+
+#: The rating scale of the product's feedback: 5 is "no cause for complaint", 1 the floor.
+BEST_RATING = 5
+WORST_RATING = 1
+#: A call slower than this is slow: about a second is where a person stops flowing and starts waiting.
+SLOW_MS = 1000.0
+#: A module is slow as a rule when its p95 is slow (more than one call in twenty): the latency the report shows.
+P95 = 0.95
+#: Any failed call costs a point; a failure share at or past each step costs one more (a quarter of calls
+#: failing is frequent, half or more is a module that mostly does not work).
+ERROR_SHARE_STEPS = (0.25, 0.5)
+#: The least a tool that failed every time it was tried costs: for this person the feature is broken,
+#: however few the tries, so the module cannot rate above 3.
+NEVER_WORKED_POINTS = 2
+#: One slow call is an annoyance; slowness as a rule (a slow p95) costs one point more.
+SLOW_CALL_POINTS = 1
+SLOW_P95_POINTS = 1
+#: Accepting input the module's own schema forbids stores bad data, which is worse than any slowness.
+ACCEPTED_GARBAGE_POINTS = 2
+#: A refusal that does not name the field leaves the person guessing what to fix.
+UNHELPFUL_REFUSAL_POINTS = 1
+#: Surprises (what was written did not come back, or came back changed) cost a point each, but no more than this:
+#: further ones are mostly the same fault seen again, and the notes list every one.
+MAX_SURPRISE_POINTS = 2
+#: A 5 must be earned: a check that read back what was written, a clean refusal, or at least this many
+#: calls; one or two calls that worked are too little to praise.
+CALLS_TO_EARN_BEST = 3
+#: How much of a product's message a note quotes: its gist, and a note still reads as one line.
 EXCERPT = 120
+#: How much of a value a surprise quotes; a surprise quotes two (what was written, what came back).
+QUOTED_VALUE = 60
 
 
 @dataclass(frozen=True)
@@ -137,7 +171,13 @@ def day_rng(day: Day) -> Random:
 
 
 def call_key(tool: str, arguments: Mapping[str, Any]) -> str:
-    return f"{tool} {json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=str)}"
+    """What tells one call from another: the tool and the canonical JSON of its arguments.
+
+    The arguments are the JSON the call sends (built from the tool's schema or
+    read from the product's answers), so the strict canonical form always
+    applies; it is the form the call's input hash is taken of.
+    """
+    return f"{tool} {canonical_json(arguments)}"
 
 
 def listed(structured: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -146,6 +186,39 @@ def listed(structured: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         if isinstance(value, list) and all(isinstance(item, dict) for item in value):
             return value
     return []
+
+
+@dataclass
+class DayState:
+    """One persona's day: made when `play` starts, handed to every step of the day, read by `rate`.
+
+    The dice, the turns taken and what the day showed travel together in it,
+    so a rating weighs exactly what the day it rates showed, and nothing of
+    one day can leak into another.
+    """
+
+    day: Day
+    act: Act
+    rng: Random
+    writer: Writer
+    #: Every surprise in the order met: the driver's own list, so the tick keeps them even if the day is cut off.
+    surprises: list[str]
+    turns: int = 0
+    #: The surprises again, by the module they count against.
+    findings: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    #: Per module, how often what was written showed up when read back: evidence for a 5.
+    checks_passed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: The broken calls sent, by call key: what lets a rating tell an owed refusal from a failure.
+    probes_sent: dict[str, Probe] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, day: Day, act: Act, surprises: list[str]) -> DayState:
+        rng = day_rng(day)
+        return cls(day, act, rng, Writer(day.persona.archetype, day.persona.style, rng, day.tick_date), surprises)
+
+    def surprise(self, module: str, text: str) -> None:
+        self.surprises.append(text)
+        self.findings[module].append(text)
 
 
 class ScriptedDriver:
@@ -158,18 +231,18 @@ class ScriptedDriver:
         self.usage = Usage()
         self.surprises: list[str] = []
         self.exchanges: list[dict[str, Any]] = []
-        self._findings: dict[str, list[str]] = defaultdict(list)
-        self._checks_passed: dict[str, int] = defaultdict(int)
-        #: The broken calls it sent, by call key: what lets its rating tell an owed refusal from a failure.
-        self.probes_sent: dict[str, Probe] = {}
-        self._turns = 0
+        #: The day played; None until `play` starts it.
+        self._today: DayState | None = None
+
+    @property
+    def probes_sent(self) -> Mapping[str, Probe]:
+        """The broken calls of the day played, by call key (none before a day is played)."""
+        return self._today.probes_sent if self._today else {}
 
     # ---- the day ----------------------------------------------------------------------------
 
     async def play(self, day: Day, act: Act) -> None:
-        self._day, self._act = day, act
-        self._rng = day_rng(day)
-        self._writer = Writer(day.persona.archetype, day.persona.style, self._rng, day.tick_date)
+        today = self._today = DayState.begin(day, act, self.surprises)
         offered = {tool.module for tool in day.tools}
         mix = sorted((m, w) for m, w in day.persona.module_mix.items() if m in offered and w > 0)
         if not mix:
@@ -177,96 +250,104 @@ class ScriptedDriver:
             return
         modules, weights = zip(*mix, strict=True)
         try:
-            while self._turns < day.max_turns:
-                module = self._rng.choices(modules, weights)[0]
-                await self._errand(self._pick_tool(module))
+            while today.turns < day.max_turns:
+                module = today.rng.choices(modules, weights)[0]
+                await self._errand(today, self._pick_tool(today, module))
         except _DayOver:
             return
 
-    def _pick_tool(self, module: str) -> ToolInfo:
-        tools = sorted((t for t in self._day.tools if t.module == module), key=lambda t: t.name)
+    def _pick_tool(self, today: DayState, module: str) -> ToolInfo:
+        tools = sorted((t for t in today.day.tools if t.module == module), key=lambda t: t.name)
         weights = [
             CONTRACTS.get(t.name, GENERIC).weight * (DESTRUCTIVE_WEIGHT if t.destructive else 1.0) for t in tools
         ]
-        return self._rng.choices(tools, weights)[0]
+        return today.rng.choices(tools, weights)[0]
 
-    async def _call(self, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome:
-        if self._turns >= self._day.max_turns:
+    async def _call(self, today: DayState, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome:
+        if today.turns >= today.day.max_turns:
             raise _DayOver
-        self._turns += 1
+        today.turns += 1
         try:
-            return await self._act(tool, arguments, probe=probe)
+            return await today.act(tool, arguments, probe=probe)
         except TurnLimitReached as exc:
             raise _DayOver from exc
 
-    def _builder(self, tool: ToolInfo, fill: Filler | None = None) -> Builder:
-        return Builder(tool.input_schema, self._rng, self._day.tick_date, fill or self._writer.filler(tool.module))
+    def _builder(self, today: DayState, tool: ToolInfo, fill: Filler | None = None) -> Builder:
+        return Builder(tool.input_schema, today.rng, today.day.tick_date, fill or today.writer.filler(tool.module))
 
     def _arguments(
-        self, tool: ToolInfo, overrides: Mapping[str, Any] | None = None, optional: Mapping[str, float] | None = None
+        self,
+        today: DayState,
+        tool: ToolInfo,
+        overrides: Mapping[str, Any] | None = None,
+        optional: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         contract = CONTRACTS.get(tool.name, GENERIC)
         chosen = contract.optional if optional is None else optional
-        return self._builder(tool).arguments(tool.input_schema, chosen, overrides)
+        return self._builder(today, tool).arguments(tool.input_schema, chosen, overrides)
 
-    async def _errand(self, tool: ToolInfo) -> None:
+    async def _errand(self, today: DayState, tool: ToolInfo) -> None:
         """One thing a person came to do: maybe find its target first, then do it, then check it."""
         # Destructive tools are gated before validation, so a probe there would only test the gate.
-        prober = self._day.persona.archetype == CHAOS and not tool.destructive
-        if prober and self._rng.random() < CHAOS_PROBE_RATE:
-            await self._probe(tool)
+        prober = today.day.persona.archetype == CHAOS and not tool.destructive
+        if prober and today.rng.random() < CHAOS_PROBE_RATE:
+            await self._probe(today, tool)
             return
         contract = CONTRACTS.get(tool.name, GENERIC)
-        overrides = await self._target(contract)
+        overrides = await self._target(today, contract)
         if overrides is None:
-            instead = self._day.tool(contract.source.otherwise) if contract.source else None
+            instead = today.day.tool(contract.source.otherwise) if contract.source else None
             if instead is not None:
-                await self._errand(instead)
+                await self._errand(today, instead)
             return
-        written = self._arguments(tool, overrides)
-        outcome = await self._call(tool.name, written)
+        written = self._arguments(today, tool, overrides)
+        outcome = await self._call(today, tool.name, written)
         if not outcome.ok:
             return
-        self._check_echo(tool, written, outcome)
+        self._check_echo(today, tool, written, outcome)
         created = (outcome.structured or {}).get("id")
         if contract.recall:
-            await self._recall(tool, contract.recall, written, created)
-        then = self._day.tool(contract.then) if contract.then else None
+            await self._recall(today, tool, contract.recall, written, created)
+        then = today.day.tool(contract.then) if contract.then else None
         if then and isinstance(created, str):
-            await self._call(then.name, self._arguments(then, {"id": created}))
+            await self._call(today, then.name, self._arguments(today, then, {"id": created}))
 
-    async def _read(self, reader: ToolInfo, overrides: Mapping[str, Any]) -> tuple[CallOutcome, dict[str, Any]]:
+    async def _read(
+        self, today: DayState, reader: ToolInfo, overrides: Mapping[str, Any]
+    ) -> tuple[CallOutcome, dict[str, Any]]:
         """A lookup a person makes to act or to check: only what it needs, and the biggest page."""
         page = resolve(reader.input_schema.get("properties", {}).get(PAGE, {}), reader.input_schema).bounds()[1]
         widest = {PAGE: page} if page is not None else {}
-        arguments = self._arguments(reader, {**widest, **overrides}, optional={})
-        return await self._call(reader.name, arguments), arguments
+        arguments = self._arguments(today, reader, {**widest, **overrides}, optional={})
+        return await self._call(today, reader.name, arguments), arguments
 
-    async def _target(self, contract: Contract) -> dict[str, Any] | None:
+    async def _target(self, today: DayState, contract: Contract) -> dict[str, Any] | None:
         """The argument naming the thing a tool acts on, found by listing first; None if nothing is listed.
 
         A product without the lister gets the schema's guess instead, so every
         errand makes at least one call and a day always ends.
         """
         source = contract.source
-        lister = self._day.tool(source.lister) if source else None
+        lister = today.day.tool(source.lister) if source else None
         if source is None or lister is None:
             return {}
-        outcome, _ = await self._read(lister, source.args)
+        outcome, _ = await self._read(today, lister, source.args)
         values = [item[source.key] for item in listed(outcome.structured) if item.get(source.key) is not None]
         if source.key != "id":  # a title is only a handle when no other listed item shares it
             values = [value for value in values if values.count(value) == 1]
-        return {source.key: self._rng.choice(values)} if values else None
+        return {source.key: today.rng.choice(values)} if values else None
 
-    async def _recall(self, tool: ToolInfo, recall: Recall, written: Mapping[str, Any], created: Any) -> None:
-        reader = self._day.tool(recall.reader)
+    async def _recall(
+        self, today: DayState, tool: ToolInfo, recall: Recall, written: Mapping[str, Any], created: Any
+    ) -> None:
+        reader = today.day.tool(recall.reader)
         if reader is None:
             return
         try:
             overrides = recall.args(written)
         except KeyError:  # this product's create takes other fields: nothing to look it up by
             return
-        outcome, arguments = await self._read(reader, overrides)
+        outcome, arguments = await self._read(today, reader, overrides)
         if not outcome.ok:
             return
         items = listed(outcome.structured)
@@ -278,12 +359,12 @@ class ScriptedDriver:
         else:
             return
         if shown:
-            self._checks_passed[tool.module] += 1
+            today.checks_passed[tool.module] += 1
         elif len(items) < arguments.get(PAGE, math.inf):  # a full page proves nothing
-            named = f" {_excerpt(str(label), 60)!r}" if label is not None else ""
-            self._surprise(tool.module, f"{reader.name} did not show the {recall.noun}{named} just created")
+            named = f" {_excerpt(str(label), QUOTED_VALUE)!r}" if label is not None else ""
+            today.surprise(tool.module, f"{reader.name} did not show the {recall.noun}{named} just created")
 
-    def _check_echo(self, tool: ToolInfo, written: Mapping[str, Any], outcome: CallOutcome) -> None:
+    def _check_echo(self, today: DayState, tool: ToolInfo, written: Mapping[str, Any], outcome: CallOutcome) -> None:
         """What a create answers with should be what was written (plain text fields only)."""
         echoed = outcome.structured or {}
         properties = tool.input_schema.get("properties", {})
@@ -291,32 +372,26 @@ class ScriptedDriver:
             if not (isinstance(value, str) and isinstance(echoed.get(name), str)):
                 continue
             if resolve(properties.get(name, {}), tool.input_schema).free_text and echoed[name] != value.strip():
-                self._surprise(
-                    tool.module,
-                    f"{tool.name} returned {name} {_excerpt(echoed[name], 60)!r} for {_excerpt(value, 60)!r}",
-                )
+                shown, meant = _excerpt(echoed[name], QUOTED_VALUE), _excerpt(value, QUOTED_VALUE)
+                today.surprise(tool.module, f"{tool.name} returned {name} {shown!r} for {meant!r}")
 
-    async def _probe(self, tool: ToolInfo) -> None:
+    async def _probe(self, today: DayState, tool: ToolInfo) -> None:
         """One broken call, of the kind this day has sent least, so that a day tries each of them."""
         contract = CONTRACTS.get(tool.name, GENERIC)
-        target = await self._target(contract)
-        base = self._arguments(tool, target)
-        variants = probes(self._builder(tool), tool.input_schema, base)
-        hostile = self._builder(tool, self._writer.hostile_filler(tool.module))
+        target = await self._target(today, contract)
+        base = self._arguments(today, tool, target)
+        variants = probes(self._builder(today, tool), tool.input_schema, base)
+        hostile = self._builder(today, tool, today.writer.hostile_filler(tool.module))
         awkward = hostile.arguments(tool.input_schema, contract.optional, target)
         if any(isinstance(value, str) and not value.isascii() for value in awkward.values()):
             variants.append(Probe("unicode", "", awkward, False))
         if contract.source and not target:  # acting on a made-up id: only refusals are owed
             variants = [variant for variant in variants if variant.expect_rejection]
-        sent = Counter(probe.kind for probe in self.probes_sent.values())
+        sent = Counter(probe.kind for probe in today.probes_sent.values())
         wanted = min({v.kind for v in variants}, key=lambda kind: (sent[kind], PROBE_KINDS.index(kind)))
-        probe = self._rng.choice([v for v in variants if v.kind == wanted])
-        self.probes_sent[call_key(tool.name, probe.arguments)] = probe
-        await self._call(tool.name, probe.arguments, probe=probe.expect_rejection)
-
-    def _surprise(self, module: str, text: str) -> None:
-        self.surprises.append(text)
-        self._findings[module].append(text)
+        probe = today.rng.choice([v for v in variants if v.kind == wanted])
+        today.probes_sent[call_key(tool.name, probe.arguments)] = probe
+        await self._call(today, tool.name, probe.arguments, probe=probe.expect_rejection)
 
     async def aclose(self) -> None:
         """Nothing to release: the scripted driver holds no connections."""
@@ -324,7 +399,11 @@ class ScriptedDriver:
     # ---- the verdict --------------------------------------------------------------------------
 
     async def rate(self, day: Day, modules_used: list[str], history: list[CallOutcome]) -> Verdict:
-        """A rating for each module used that has calls in the history; never one for any other."""
+        """A rating for each module used that has calls in the history; never one for any other.
+
+        What the day played showed beyond the calls (surprises, checks, probes) counts too;
+        rated without having played, only the history speaks.
+        """
         ratings = []
         for module in modules_used:
             calls = [call for call in history if day.module_of(call.tool) == module]
@@ -333,16 +412,18 @@ class ScriptedDriver:
         return Verdict(ratings=ratings)
 
     def _rate(self, day: Day, module: str, calls: list[CallOutcome]) -> Rating:
+        today = self._today
         tally = Tally.of(day, calls, self.probes_sent)
-        surprises = self._findings.get(module, [])
-        score = 5 - tally.penalty() - min(2, len(surprises))
+        surprises = today.findings.get(module, []) if today else []
+        checked = bool(today and today.checks_passed.get(module))
+        score = BEST_RATING - tally.penalty() - min(MAX_SURPRISE_POINTS, len(surprises))
         evidence = tally.evidence() + surprises
-        if score == 5 and not (self._checks_passed.get(module) or tally.clean_rejections or len(calls) >= 3):
-            score = 4
+        if score == BEST_RATING and not (checked or tally.clean_rejections or len(calls) >= CALLS_TO_EARN_BEST):
+            score = BEST_RATING - 1
         if not evidence:
-            checked = "; what I wrote showed up when I looked" if self._checks_passed.get(module) else ""
-            evidence = [f"{len(calls)} call{'s' if len(calls) != 1 else ''}, all fine{checked}"]
-        return Rating(module=module, rating=max(1, min(5, score)), notes="; ".join(evidence))
+            confirmed = "; what I wrote showed up when I looked" if checked else ""
+            evidence = [f"{len(calls)} call{'s' if len(calls) != 1 else ''}, all fine{confirmed}"]
+        return Rating(module=module, rating=max(WORST_RATING, min(BEST_RATING, score)), notes="; ".join(evidence))
 
 
 @dataclass
@@ -400,19 +481,21 @@ class Tally:
             self.failures[call.tool].append(message)
 
     def p95(self) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
+        """The module's p95 latency, by the rule the report uses (0 without calls)."""
+        return percentile(self.latencies, P95) if self.latencies else 0.0
 
     def errors(self) -> int:
         return sum(len(messages) for messages in self.failures.values())
 
     def penalty(self) -> int:
-        ratio = self.errors() / self.calls if self.calls else 0.0
-        points = 0 if ratio == 0 else 1 if ratio < 0.25 else 2 if ratio < 0.5 else 3
+        """The points the module loses for what went wrong (see the rating constants for each value)."""
+        share = self.errors() / self.calls if self.calls else 0.0
+        points = 0 if share == 0 else 1 + sum(share >= step for step in ERROR_SHARE_STEPS)
         if any(len(messages) == self.attempts[tool] for tool, messages in self.failures.items()):
-            points = max(points, 2)  # a feature that never worked, however few times it was tried
-        points += (1 if self.slow else 0) + (1 if self.p95() > SLOW_MS else 0)
-        points += (2 if self.accepted_garbage else 0) + (1 if self.unhelpful else 0)
+            points = max(points, NEVER_WORKED_POINTS)
+        points += (SLOW_CALL_POINTS if self.slow else 0) + (SLOW_P95_POINTS if self.p95() > SLOW_MS else 0)
+        points += ACCEPTED_GARBAGE_POINTS if self.accepted_garbage else 0
+        points += UNHELPFUL_REFUSAL_POINTS if self.unhelpful else 0
         return points
 
     def evidence(self) -> list[str]:

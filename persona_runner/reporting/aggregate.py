@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Date, Integer, and_, case, cast, func, or_, select, true
+from sqlalchemy import Date, Integer, and_, case, cast, func, inspect, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,12 +42,12 @@ from persona_runner.store.db import describe
 from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
 from persona_runner.util.errors import UserError
 
-ACTIONS = PersonaAction.__table__
-FEEDBACK = PersonaFeedback.__table__
-TICKS = Tick.__table__
-TRANSCRIPTS = Transcript.__table__
-PERSONAS = Persona.__table__
-RUNS = Run.__table__
+ACTIONS = inspect(PersonaAction).local_table
+FEEDBACK = inspect(PersonaFeedback).local_table
+TICKS = inspect(Tick).local_table
+TRANSCRIPTS = inspect(Transcript).local_table
+PERSONAS = inspect(Persona).local_table
+RUNS = inspect(Run).local_table
 
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 TOP_ERRORS = 5
@@ -86,7 +86,10 @@ def runs_scope(conn: Connection, run_ids: Sequence[str]) -> Scope:
 
 
 def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
-    """The scope "what changed" compares against: the window just before, or the run started just before the first one."""
+    """The scope "what changed" compares against.
+
+    A window is compared with the window just before it; runs with the run started just before the first of them.
+    """
     if scope.kind == "window":
         assert scope.since is not None and scope.until is not None
         length = scope.until - scope.since
@@ -137,6 +140,8 @@ def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     Percentiles interpolate linearly between ranked values, as PostgreSQL's
     `percentile_cont` does: position h = (n-1)p, value = v[floor h] +
     frac(h) * (v[floor h + 1] - v[floor h]). SQLite has no such aggregate.
+    It is the rule of `persona_runner.util.stats.percentile` too, by which the
+    scripted personas judge latency, so both read the same p95 off the same calls.
     """
     if conn.dialect.name != "postgresql":
         return _sqlite_tool_rows(conn, scope)
@@ -325,6 +330,8 @@ def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: di
 
 def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[str, list[TrendPoint]]]:
     """Rating and error rate per day (a window) or per run (a set of runs), per module."""
+    rating_key: ColumnElement[Any]
+    action_key: ColumnElement[Any]
     if scope.kind == "runs":
         by: Literal["day", "run"] = "run"
         rating_key, action_key = FEEDBACK.c.run_id, ACTIONS.c.run_id
@@ -469,7 +476,7 @@ def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> l
 
 
 def _module_reports(
-    conn: Connection, scope: Scope, personas: list[PersonaReport], persona_rows: list[Any]
+    conn: Connection, scope: Scope, personas: list[PersonaReport], persona_rows: Sequence[Any]
 ) -> tuple[Literal["day", "run"], list[ModuleReport]]:
     """Everything per module: ratings, calls, errors, latency per tool, coverage, mix, errors, notes, trend."""
     tools = [_tool_stats(row) for row in _tool_rows(conn, scope)]

@@ -42,6 +42,8 @@ MIN_RATINGS = 3
 FAILED_TICK_STATUSES = frozenset({"failed", "timeout", "aborted"})
 
 Status = Literal["pass", "fail", "insufficient"]
+#: How a count of checks in each status reads ("3 failed"), in the order the verdict line lists them.
+STATUS_WORDS: dict[Status, str] = {"fail": "failed", "pass": "passed", "insufficient": "with too little data"}
 Kind = Literal["run", "module", "tool"]
 RateMetric = Literal["error_rate", "failed_ticks"]
 Metric = Literal[RateMetric, "rating", "p95_latency", "coverage", "offered"]
@@ -121,10 +123,7 @@ class GateResult(BaseModel):
 
     @property
     def verdict(self) -> str:
-        counts = ", ".join(
-            f"{len(self.with_status(s))} {word}"
-            for s, word in (("fail", "failed"), ("pass", "passed"), ("insufficient", "with too little data"))
-        )
+        counts = ", ".join(f"{len(self.with_status(status))} {word}" for status, word in STATUS_WORDS.items())
         return f"{'PASS' if self.passed else 'FAIL'} ({counts})"
 
 
@@ -217,7 +216,8 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
         )
         return subject.check(metric, "insufficient", rate_before, rate_after, limit, message)
     message = (
-        f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} ({after.failed}/{after.total} {terms.unit} {terms.failed}; "
+        f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} "
+        f"({after.failed}/{after.total} {terms.unit} {terms.failed}; "
         f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise})"
     )
     return subject.check(metric, status, rate_before, rate_after, limit, message)
@@ -228,7 +228,10 @@ def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: f
     subject = Subject("module", module, module)
     noise = rating_noise(before, after)
     if before.n < MIN_RATINGS or after.n < MIN_RATINGS or noise is None or before.mean is None or after.mean is None:
-        message = f"too little data: {before.n} baseline ratings, {after.n} candidate ratings (need {MIN_RATINGS} on each side)"
+        message = (
+            f"too little data: {before.n} baseline ratings, {after.n} candidate ratings"
+            f" (need {MIN_RATINGS} on each side)"
+        )
         return subject.check("rating", "insufficient", before.mean, after.mean, limit, message)
     drop = before.mean - after.mean
     beyond_noise = bool(ratings_differ(before, after))
@@ -247,7 +250,10 @@ def _latency_check(tool: str, module: str, before: ToolStats | None, after: Tool
     p95_after = after.p95_ms if after else None
     calls_before, calls_after = (before.calls if before else 0), (after.calls if after else 0)
     if calls_before < MIN_CALLS_P95 or calls_after < MIN_CALLS_P95 or not p95_before or p95_after is None:
-        message = f"too little data: {calls_before} baseline calls, {calls_after} candidate calls (need {MIN_CALLS_P95} on each side for a p95)"
+        message = (
+            f"too little data: {calls_before} baseline calls, {calls_after} candidate calls"
+            f" (need {MIN_CALLS_P95} on each side for a p95)"
+        )
         return subject.check("p95_latency", "insufficient", p95_before, p95_after, limit, message)
     ratio = p95_after / p95_before
     message = f"p95 latency {milliseconds(p95_before)} -> {milliseconds(p95_after)} ({ratio:.2f}x, limit {limit:.2f}x)"
@@ -269,10 +275,16 @@ def _coverage_check(module: str, before: ModuleReport | None, after: ModuleRepor
     calls_before = before.calls if before else 0
     if min(calls_before, after.calls) < MIN_CALLS:
         # A few calls leave some tools unused by chance alone.
-        message = f"too little data: {calls_before} baseline calls, {after.calls} candidate calls in this module (need {MIN_CALLS} on each side)"
+        message = (
+            f"too little data: {calls_before} baseline calls, {after.calls} candidate calls in this module"
+            f" (need {MIN_CALLS} on each side)"
+        )
         return subject.check("coverage", "insufficient", coverage_before, after.coverage, limit, message)
     unused = sorted(set(after.tools_offered) - set(after.tools_used))
-    message = f"tool coverage {percent(coverage_before)} -> {percent(after.coverage)} ({len(after.tools_used)} of {len(after.tools_offered)} used, limit {percent(limit)})"
+    message = (
+        f"tool coverage {percent(coverage_before)} -> {percent(after.coverage)}"
+        f" ({len(after.tools_used)} of {len(after.tools_offered)} used, limit {percent(limit)})"
+    )
     message += f"; not used: {', '.join(unused)}" if unused else ""
     worse = coverage_before is None or after.coverage < coverage_before
     message += "; below the limit but not below the baseline" if after.coverage < limit and not worse else ""
@@ -462,8 +474,8 @@ def render_markdown(result: GateResult) -> str:
     rest = []
     if left:
         counts = ", ".join(
-            f"{sum(1 for c in left if c.status == status)} {word}"
-            for status, word in (("fail", "failed"), ("insufficient", "with too little data"), ("pass", "passed"))
+            f"{sum(1 for c in left if c.status == status)} {STATUS_WORDS[status]}"
+            for status in sorted(STATUS_WORDS, key=_ORDER.__getitem__)
         )
         rest = ["", f"…and {len(left)} more checks ({counts}); the JUnit file lists every check."]
     return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), *rest, ""])

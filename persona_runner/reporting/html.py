@@ -18,8 +18,11 @@ from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingSt
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
 *{box-sizing:border-box}
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;max-width:1100px;padding:1rem}
-h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid var(--line)}h3{font-size:1.05rem}
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg);
+margin:0 auto;max-width:1100px;padding:1rem}
+h1{font-size:1.5rem;margin:.2rem 0}
+h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid var(--line)}
+h3{font-size:1.05rem}
 .meta{color:var(--muted);margin:0}
 .cards{display:flex;flex-wrap:wrap;gap:.6rem;padding:0;list-style:none}
 .cards li{border:1px solid var(--line);border-radius:6px;padding:.4rem .8rem;min-width:7rem}
@@ -34,7 +37,8 @@ blockquote{margin:.3rem 0;padding-left:.6rem;border-left:3px solid var(--line)}
 blockquote,code,td{overflow-wrap:anywhere}
 svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
 @media (max-width:640px){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .3rem}}
-@media print{body{max-width:none}.wrap{overflow:visible}article,table{break-inside:avoid}a{color:inherit;text-decoration:none}}
+@media print{body{max-width:none}.wrap{overflow:visible}article,table{break-inside:avoid}
+a{color:inherit;text-decoration:none}}
 """
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
@@ -93,16 +97,20 @@ def latency_bars(module: ModuleReport) -> str:
     for i, tool in enumerate(tools):
         y = 2 + i * BAR_ROW
         bars = "".join(
-            f'<rect x="{TOOL_LABEL_WIDTH}" y="{y + 2}" width="{(value or 0.0) / longest * BAR_WIDTH:.1f}" height="{BAR_ROW - 5}" fill="{colour}"/>'
+            f'<rect x="{TOOL_LABEL_WIDTH}" y="{y + 2}" width="{(value or 0.0) / longest * BAR_WIDTH:.1f}"'
+            f' height="{BAR_ROW - 5}" fill="{colour}"/>'
             for value, colour in ((tool.p99_ms, "#c9d8ea"), (tool.p95_ms, "#8fb1d8"), (tool.p50_ms, "#2f6fb3"))
         )
         rows.append(
             f'<text x="0" y="{y + BAR_ROW - 5}">{escape(tool.tool)}</text>{bars}'
-            f'<text x="{TOOL_LABEL_WIDTH + BAR_WIDTH + 6}" y="{y + BAR_ROW - 5}">{escape(milliseconds(tool.p95_ms))}</text>'
+            f'<text x="{TOOL_LABEL_WIDTH + BAR_WIDTH + 6}" y="{y + BAR_ROW - 5}">'
+            f"{escape(milliseconds(tool.p95_ms))}</text>"
         )
     return (
-        f'<svg role="img" width="100%" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" style="max-width:{width}px">'
-        f"<title>{escape(module.module)}: latency p50 (dark), p95 (mid), p99 (light) per tool</title>{''.join(rows)}</svg>"
+        f'<svg role="img" width="100%" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet"'
+        f' style="max-width:{width}px">'
+        f"<title>{escape(module.module)}: latency p50 (dark), p95 (mid), p99 (light) per tool</title>"
+        f"{''.join(rows)}</svg>"
     )
 
 
@@ -195,7 +203,8 @@ def _module_article(module: ModuleReport) -> str:
     return (
         f'<article id="{_anchor(module.module)}"><h3>{escape(module.module)}</h3>'
         f"<p>Rating {escape(rating_text(module.rating))} from {module.rating.n} ratings; {module.calls} calls, "
-        f"error rate {escape(percent(module.error_rate))}; tools used {len(module.tools_used)} of {len(module.tools_offered)} "
+        f"error rate {escape(percent(module.error_rate))}; "
+        f"tools used {len(module.tools_used)} of {len(module.tools_offered)} "
         f"{'offered' if module.coverage_basis == 'offered' else 'ever seen'}.</p>"
         f"{latency_bars(module)}{tools}{unused_line}"
         f"<h4>Most frequent errors</h4>{f'<ul>{errors}</ul>' if errors else '<p>None.</p>'}"
@@ -211,12 +220,14 @@ def _grid_cell(stats: RatingStats | None) -> str:
 
 def _persona_row(persona: PersonaReport) -> str:
     rate = error_rate(persona.calls, persona.errors)
-    return f"<tr><td>{escape(persona.name)}</td>{_td(str(persona.ticks))}{_td(str(persona.calls))}{_td(str(persona.errors))}{_td(percent(rate))}</tr>"
+    figures = (str(persona.ticks), str(persona.calls), str(persona.errors), percent(rate))
+    return f"<tr><td>{escape(persona.name)}</td>{''.join(_td(figure) for figure in figures)}</tr>"
 
 
 def _personas(report: Report) -> str:
     rows = [_persona_row(persona) for persona in report.personas]
-    return f'<section id="personas"><h2>Personas</h2>{_table(["Persona", "Ticks", "Calls", "Errors", "Error rate"], rows)}</section>'
+    table = _table(["Persona", "Ticks", "Calls", "Errors", "Error rate"], rows)
+    return f'<section id="personas"><h2>Personas</h2>{table}</section>'
 
 
 def _grid(report: Report) -> str:
@@ -236,7 +247,8 @@ def render_html(report: Report) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f'<header><h1>{escape(title)}</h1><p class="meta">Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>'
+        f'<header><h1>{escape(title)}</h1><p class="meta">'
+        f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>"
         f"<main>{_changes(report)}{_summary(report)}{_modules(report)}"
         f'<section id="details"><h2>Module details</h2>{details}</section>'
         f"{_personas(report)}{_grid(report)}</main></body></html>\n"

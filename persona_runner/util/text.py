@@ -1,11 +1,20 @@
-"""Cutting text to fit a column, a cell or a log line: one rule everywhere, marked with "…"."""
+"""Cutting text to fit a column, a cell, a log line or a model's context: one rule everywhere.
+
+A cut text keeps its start and ends in a mark, so a reader (a person or a
+model) knows something was left out; the mark counts towards the limit.
+"""
 
 from __future__ import annotations
 
+#: The mark of a cut where nothing else needs saying.
+CUT = "…"
 
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, the cut marked with "…"."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+def truncate(text: str, limit: int, mark: str = CUT) -> str:
+    """`text` cut to at most `limit` characters, the cut marked with `mark` (which counts towards `limit`)."""
+    if len(text) <= limit:
+        return text
+    return (text[: max(0, limit - len(mark))] + mark)[:limit]
 
 
 def one_line(text: str, limit: int) -> str:
