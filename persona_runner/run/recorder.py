@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Table, delete, inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -207,7 +207,7 @@ def _upsert(session: Session, rows: Sequence[SQLModel]) -> None:
     """Insert rows of one table in one statement, replacing any with the same primary key."""
     if not rows:
         return
-    table = type(rows[0]).__table__  # type: ignore[attr-defined]
+    table = inspect(type(rows[0])).local_table
     values = [{column.name: getattr(row, column.name) for column in table.columns} for row in rows]
     statement = UPSERTS[session.get_bind().dialect.name](table).values(values)
     keys = [column.name for column in table.primary_key.columns]

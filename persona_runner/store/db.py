@@ -7,13 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
+from persona_runner.store import DEFAULT_DB, ENV_DB
 from persona_runner.store.models import ResultsTable
-
-DEFAULT_DB = "persona-runner.db"
-ENV_DB = "PERSONA_RUNNER_DB"
 
 
 class StoreError(Exception):
@@ -37,14 +36,14 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def _sqlite_wal(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_wal(dbapi_connection: DBAPIConnection, _record: object) -> None:
     """Readers keep reading while a run writes. The mode is kept in the file, so only writers need to set it."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, false
 from sqlalchemy.orm import registry
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 
 class ResultsTable(SQLModel, registry=registry()):
@@ -109,7 +109,7 @@ class PersonaAction(ResultsTable, table=True):
 
 #: In SQL, an action that is an error the product caused: a refused probe (bad input sent on
 #: purpose) is the persona's doing. `RecordedCall.product_error` is the same rule in Python.
-PRODUCT_ERROR = and_(PersonaAction.__table__.c.result == "error", PersonaAction.__table__.c.probe == false())  # type: ignore[attr-defined]
+PRODUCT_ERROR = and_(col(PersonaAction.result) == "error", col(PersonaAction.probe) == false())
 
 
 class PersonaFeedback(ResultsTable, table=True):
