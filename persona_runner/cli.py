@@ -1,4 +1,9 @@
-"""The `persona-runner` command line: one typer app, one module per command group."""
+"""The `persona-runner` command line: one typer app, one module per command, each imported only when it runs.
+
+The one-line help of every command is kept here, so `persona-runner --help` lists them all
+without importing any (see `persona_runner.commands.lazy`); a test keeps each line equal to
+the first paragraph of its command's own help.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,77 @@ import sys
 
 import typer
 
-from persona_runner.catalog import CatalogError
-from persona_runner.commands.catalog import catalog_app
-from persona_runner.commands.gate import gate
-from persona_runner.commands.personas import personas_app
-from persona_runner.commands.report import report
-from persona_runner.commands.run import run
-from persona_runner.commands.runs import runs_app
-from persona_runner.commands.seed import seed
-from persona_runner.commands.serve import serve
+from persona_runner.commands.lazy import LazyCommand, LazyGroup
 from persona_runner.util.errors import UserError
 
 #: The exit code typer gives a command stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130
 
+COMMANDS = (
+    LazyCommand(
+        "run",
+        "persona_runner.commands.run:run",
+        "Tick every persona once against a product and print what they did and thought.",
+    ),
+    LazyCommand(
+        "seed",
+        "persona_runner.commands.seed:seed",
+        "Create or update every persona (kind=persona, derived password) and shared space; idempotent.",
+    ),
+    LazyCommand(
+        "serve",
+        "persona_runner.commands.serve:serve",
+        "Serve the reference product: auth API, admin API, MCP gateway at /mcp, /health and /metrics.",
+    ),
+    LazyCommand(
+        "report",
+        "persona_runner.commands.report:report",
+        "Turn recorded actions and ratings into a report, module by module, with what changed at the top.",
+    ),
+    LazyCommand(
+        "gate",
+        "persona_runner.commands.gate:gate",
+        "Compare a candidate run with a baseline: its ticks, then per module and per tool. "
+        "Exit 0 pass, 1 fail, 2 usage error.",
+    ),
+    LazyCommand(
+        "catalog",
+        "persona_runner.commands.catalog:catalog_app",
+        "Check and list the personas in catalog.json.",
+    ),
+    LazyCommand(
+        "personas",
+        "persona_runner.commands.personas:personas_app",
+        "List personas and inspect one: activity, ratings, recent actions.",
+    ),
+    LazyCommand(
+        "runs",
+        "persona_runner.commands.runs:runs_app",
+        "Recorded runs: list them to pick ids, export one as a gate baseline.",
+    ),
+)
+
+
+class PersonaRunnerGroup(LazyGroup):
+    """The top-level group: every command of `COMMANDS` listed, none imported until it runs."""
+
+    lazy_commands = COMMANDS
+
+
 app = typer.Typer(
     name="persona-runner",
-    help="Simulated users exercise a product through its MCP gateway and rate every module they touch.",
+    cls=PersonaRunnerGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(run)
-app.command()(seed)
-app.command()(serve)
-app.command()(report)
-app.command()(gate)
-app.add_typer(catalog_app, name="catalog")
-app.add_typer(personas_app, name="personas")
-app.add_typer(runs_app, name="runs")
+
+
+# typer makes a group of an app only when it has a callback or registered commands; the
+# commands here are added by the group itself, so the app has this callback, whose docstring is its help.
+@app.callback()
+def root() -> None:
+    """Simulated users exercise a product through its MCP gateway and rate every module they touch."""
 
 
 def _usage_line(exc: typer.TyperException) -> str:
@@ -51,10 +98,12 @@ def main() -> None:
         # and hands its parsing errors to us instead of printing them with a usage block.
         code = app(standalone_mode=False)
     except UserError as exc:
-        # A catalog's problems are printed one per line, each naming where it is; any other
-        # message is one line, whatever a database or server put into it.
-        many = isinstance(exc, CatalogError) and len(exc.problems) > 1
-        typer.echo("\n".join(exc.problems) if many else f"error: {' '.join(str(exc).split())}", err=True)
+        # A catalog's problems (`CatalogError.problems`, read by name so that starting the
+        # CLI does not import the catalog's models) are printed one per line, each naming
+        # where it is; any other message is one line, whatever a database or server put into it.
+        problems: list[str] = getattr(exc, "problems", [])
+        many = len(problems) > 1
+        typer.echo("\n".join(problems) if many else f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:
         # A command group called bare has already printed its help and carries no message.

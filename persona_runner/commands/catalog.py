@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from persona_runner.catalog import Catalog, PersonaSpec
-from persona_runner.commands.options import catalog_from, catalog_path
+from persona_runner.commands.catalog_file import catalog_from, catalog_path
 
 catalog_app = typer.Typer(
     help="Check and list the personas in catalog.json.",

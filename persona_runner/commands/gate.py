@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from persona_runner.commands.options import DbOption, store_from, write_all_atomic
+from persona_runner.commands.atomic_files import write_all_atomic
+from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.aggregate import build_report, runs_scope
 from persona_runner.reporting.gate import (
     GateResult,
@@ -41,7 +42,8 @@ def _require_baseline(report: Report) -> None:
     """A baseline without calls or ratings gives nothing to compare with: the wrong run was picked."""
     if report.is_empty:
         raise UserError(
-            f"baseline {report.scope.label} recorded no tool calls and no ratings; pick another run (`persona-runner runs list`)"
+            f"baseline {report.scope.label} recorded no tool calls and no ratings; "
+            "pick another run (`persona-runner runs list`)"
         )
 
 
@@ -65,7 +67,8 @@ def gate(
         float,
         typer.Option(
             min=0.0,
-            help="Largest allowed rise in error rate, and in the share of failed ticks, as a fraction (0.05 = 5 points); a larger rise fails only if also beyond noise.",
+            help="Largest allowed rise in error rate, and in the share of failed ticks, as a fraction "
+            "(0.05 = 5 points); a larger rise fails only if also beyond noise.",
         ),
     ] = 0.05,
     max_rating_drop: Annotated[
@@ -88,7 +91,8 @@ def gate(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Compare a candidate run with a baseline: its ticks, then per module and per tool. Exit 0 pass, 1 fail, 2 usage error."""
+    """Compare a candidate run with a baseline: its ticks, then per module and per tool.
+    Exit 0 pass, 1 fail, 2 usage error."""
     engine = store_from(db, create=False)
     with engine.connect() as conn:
         candidate_scope = runs_scope(conn, [candidate])

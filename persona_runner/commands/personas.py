@@ -13,12 +13,15 @@ from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.formatting import utc_minute
 from persona_runner.store.views import RECENT_DAYS, activity, recent_actions
 from persona_runner.util.errors import UserError
+from persona_runner.util.text import one_line
 
 personas_app = typer.Typer(
     help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True
 )
 # Everything shown comes from the catalog, the store or the product: text, never markup.
 out = Console(markup=False)
+#: Characters of a recorded error message shown in the recent actions table.
+ERROR_CELL = 80
 
 
 def _when(moment: datetime | None) -> str:
@@ -83,7 +86,8 @@ def show(name: str, db: DbOption = None) -> None:
         + f" <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}"
     )
     out.print(
-        f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days"
+        f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors"
+        f" in the last {RECENT_DAYS} days"
     )
     mix = ", ".join(f"{module} {weight:g}" for module, weight in p.module_mix.items())
     out.print(f"module mix: {mix}")
@@ -103,6 +107,6 @@ def show(name: str, db: DbOption = None) -> None:
             action.tool_name,
             action.result,
             f"{action.latency_ms:.0f}",
-            (action.error_message or "")[:80],
+            one_line(action.error_message or "", ERROR_CELL),
         )
     out.print(actions)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from persona_runner.commands.options import DbOption, store_from, write_atomic
+from persona_runner.commands.atomic_files import write_atomic
+from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.html import render_html
 from persona_runner.reporting.markdown import render_markdown
@@ -27,7 +28,7 @@ _UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 MAX_SINCE_DAYS = 3650
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     html = "html"
     md = "md"
     json = "json"

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from persona_runner.commands.options import DbOption, store_from, write_atomic
+from persona_runner.commands.atomic_files import write_atomic
+from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.aggregate import RUNS, TICKS, build_report, runs_scope, store_name
 from persona_runner.reporting.formatting import utc_minute
 

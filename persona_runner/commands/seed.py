@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 
+from persona_runner.commands.catalog_file import catalog_from
 from persona_runner.commands.options import (
     AdminTokenOption,
     CatalogOption,
     DbOption,
     TargetOption,
-    catalog_from,
     store_from,
     user_errors_from,
 )
 from persona_runner.credentials import seed_secret
-from persona_runner.run.client import ProductClient, ProductError
-from persona_runner.run.recorder import RecordError
-from persona_runner.run.seeding import SeedReport, seed_catalog
 from persona_runner.util.errors import UserError
+
+if TYPE_CHECKING:
+    from persona_runner.run.seeding import SeedReport
 
 DEFAULT_TARGET = "http://127.0.0.1:8765"
 
@@ -38,6 +38,10 @@ def seed(
 
     Example: persona-runner seed --target http://127.0.0.1:8765 --admin-token dev-admin
     """
+    from persona_runner.run.client import ProductClient, ProductError
+    from persona_runner.run.recorder import RecordError
+    from persona_runner.run.seeding import seed_catalog
+
     loaded = catalog_from(catalog)
     secret = seed_secret()
     if not admin_token:

@@ -7,21 +7,9 @@ import socket
 from typing import Annotated
 
 import typer
-import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.applications import Starlette
 
+from persona_runner.commands.options import DelayOption, FaultOption
 from persona_runner.util.errors import UserError
-from tool_registry.faults import FaultSpecError
-from tool_registry.policy import POLICY_MODES
-from tool_registry.server import Product, ServerConfig
-
-FaultOption = Annotated[
-    list[str] | None, typer.Option("--fault", help="Make a tool fail at a rate, e.g. todo.complete=1.0 (repeatable).")
-]
-DelayOption = Annotated[
-    list[str] | None, typer.Option("--delay", help="Slow a tool down, e.g. todo.list=200ms (repeatable).")
-]
 
 
 def serve(
@@ -60,6 +48,11 @@ def serve(
 
     Example: persona-runner serve --admin-token dev-admin --fault todo.complete=0.5
     """
+    import uvicorn
+
+    from persona_runner.commands.product import build_product_app
+    from tool_registry.server import ServerConfig
+
     config = ServerConfig(
         host=host,
         port=port,
@@ -90,18 +83,4 @@ def _check_can_listen(host: str, port: int) -> None:
         raise UserError(
             f"cannot listen on {host}:{port}: {reason}; pick another --port or --host, or stop what uses it",
             exit_code=1,
-        ) from None
-
-
-def build_product_app(config: ServerConfig) -> Starlette:
-    """The product app for a configuration; every configuration mistake is one UserError line."""
-    if config.policy_mode not in POLICY_MODES:
-        raise UserError(f"--policy-mode {config.policy_mode!r} is not one of {', '.join(POLICY_MODES)}")
-    try:
-        return Product(config).app()
-    except (FaultSpecError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise UserError(
-            f"--data {config.data}: cannot open the product database ({getattr(exc, 'orig', exc)})"
         ) from None

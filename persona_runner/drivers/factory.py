@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 
 from persona_runner.domain import Driver
-from persona_runner.drivers import anthropic_driver, openai_driver
+from persona_runner.drivers import DRIVERS, anthropic_driver, openai_driver
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import Cassette
 from persona_runner.drivers.llm import LLMDriver, RetryPolicy
@@ -27,8 +27,6 @@ LLM_DRIVERS: dict[str, type[LLMDriver]] = {
     "anthropic": anthropic_driver.AnthropicDriver,
     "openai": openai_driver.OpenAIDriver,
 }
-#: Every driver a run can name: the offline one first, then the language models.
-DRIVERS = ("scripted", *LLM_DRIVERS)
 KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 BASE_URL_VARIABLES = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}
 #: Sent in place of a key during replay: the cassette answers, no provider ever sees it.

@@ -1,0 +1,71 @@
+"""What `run` prints: a line per failed tick as it happens, then a table of the ticks, a line per
+module, and where the results went."""
+
+from __future__ import annotations
+
+from statistics import mean
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from persona_runner.drivers.cassette import Cassette
+from persona_runner.run.recorder import TickRecord
+from persona_runner.run.runner import RunResult
+from persona_runner.store.db import describe, resolve_url
+
+# Lines are never wrapped, so a reason or the next command stays whole when output goes to a log.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def print_tick_failure(record: TickRecord) -> None:
+    err.print(f"[red]{escape(record.persona.name)}[/]: {record.status}: {escape(record.error or '')}")
+
+
+def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None) -> None:
+    """Everything said once the run is over, ending with the command to read next."""
+    print_run(result)
+    if cassette and cassette.replaying and cassette.drift:
+        err.print(
+            f"[yellow]replay:[/] {len(cassette.drift)} tool result(s) differed from the recording; "
+            f"first: {escape(cassette.drift[0])}"
+        )
+    out.print(
+        f"results: {describe(resolve_url(db))} (run {result.run_id}); next: persona-runner report --run {result.run_id}"
+    )
+
+
+def print_run(result: RunResult) -> None:
+    table = Table(title=f"Run {result.run_id}", title_justify="left")
+    for column, justify in (
+        ("persona", "left"),
+        ("status", "left"),
+        ("calls", "right"),
+        ("errors", "right"),
+        ("modules", "left"),
+        ("ratings", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for t in result.ticks:
+        status = t.status if t.status == "ok" else f"[red]{t.status}[/]"
+        ratings_cell = " ".join(f"{r.module} {r.rating}" for r in t.ratings) or (t.error or "-")
+        # Module names and errors come from the product: shown as text, never read as markup.
+        table.add_row(
+            escape(t.persona.name),
+            status,
+            str(len(t.calls)),
+            str(t.errors),
+            escape(", ".join(t.modules_used())),
+            escape(ratings_cell),
+        )
+    out.print(table)
+    modules = sorted({call.module for t in result.ticks for call in t.calls})
+    for module in modules:
+        calls = [c for t in result.ticks for c in t.calls if c.module == module]
+        ratings = [r.rating for t in result.ticks for r in t.ratings if r.module == module]
+        error_rate = sum(1 for c in calls if c.product_error) / len(calls)
+        rated = f"mean rating {mean(ratings):.1f} ({len(ratings)} ratings)" if ratings else "no ratings"
+        out.print(f"  {escape(module):<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
+    if result.stopped_early:
+        err.print(f"[yellow]stopped early:[/] {escape(result.stopped_early)}")

@@ -1,0 +1,80 @@
+"""One `run` against a product that is up: seed it, tick every persona once, show progress as it goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import anyio
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from persona_runner.catalog import Catalog, PersonaSpec
+from persona_runner.commands.options import store_from
+from persona_runner.commands.run_drivers import DriverChoice
+from persona_runner.commands.run_output import err, print_tick_failure
+from persona_runner.commands.run_target import Target, seed_target
+from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient
+from persona_runner.run.recorder import TickRecord
+from persona_runner.run.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the command line asked of the run; the product it runs against comes separately."""
+
+    catalog: Catalog
+    personas: list[PersonaSpec]
+    secret: str
+    drivers: DriverChoice
+    db: str | None
+    seed: int
+    max_turns: int
+    timeout: float
+    concurrency: int
+    label: str | None
+    tick_date: date | None  # None: today, as `RunSettings` decides it
+
+    def settings(self, target: str) -> RunSettings:
+        return RunSettings(
+            target=target,
+            driver=self.drivers.name,
+            model=self.drivers.model,
+            seed=self.seed,
+            max_turns=self.max_turns,
+            timeout=self.timeout,
+            concurrency=self.concurrency,
+            label=self.label,
+            **({"tick_date": self.tick_date} if self.tick_date else {}),
+        )
+
+
+def execute(plan: RunPlan, target: Target) -> RunResult:
+    """Check the target, open the store, seed, then tick: nothing is written before the product answered."""
+    return anyio.run(_execute, plan, target)
+
+
+async def _execute(plan: RunPlan, target: Target) -> RunResult:
+    timeout = min(plan.timeout, DEFAULT_TIMEOUT)
+    async with ProductClient(target.url, admin_token=target.admin_token, timeout=timeout) as client:
+        await client.check()  # an unreachable target or a refused token is one line, before anything is written
+        store = store_from(plan.db)
+        await seed_target(target, client, plan.catalog, plan.secret, store)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(f"ticking {len(plan.personas)} personas", total=len(plan.personas))
+
+        def done(record: TickRecord) -> None:
+            progress.advance(task)
+            if record.status not in RAN_STATUSES:
+                print_tick_failure(record)
+
+        return await execute_run(
+            plan.settings(target.url),
+            plan.personas,
+            secret=plan.secret,
+            store=store,
+            make_driver=plan.drivers.new_driver,
+            spaces=plan.catalog.spaces,
+            should_stop=plan.drivers.budget_spent,
+            on_tick=done,
+        )
