@@ -1,7 +1,10 @@
-"""Running the real `persona-runner` console script, and a product served by it, as subprocesses."""
+"""Running the `persona-runner` command line: through the console script's own `main()` in this
+process, or as the real console script in a subprocess where the process boundary is the point."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -12,26 +15,80 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
+from typer.testing import CliRunner
 
+from persona_runner.cli import main
 from tool_registry.server import free_port
 
 SCRIPT = str(Path(sys.executable).parent / "persona-runner")
 ADMIN = "cli-admin-token"
+#: Wide lines, as a log would keep them, and no store chosen by the caller's environment.
+CLI_ENV: dict[str, str | None] = {"COLUMNS": "200", "PERSONA_RUNNER_DB": None}
 
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    full_env.pop("PERSONA_RUNNER_DB", None)
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`persona-runner ARGS` as the console script runs it, minus ~5 s of imports per call.
+
+    It goes through `persona_runner.cli.main`, so a UserError ends as the same one line on
+    stderr and the same exit code. CliRunner swaps sys.stdout and sys.stderr, which the
+    commands' rich Consoles and typer.echo look up when they write. An exception main() lets
+    through is raised here: the console script would print it as a traceback.
+    """
+    runner = CliRunner()
+    with (
+        runner.isolation(env={**CLI_ENV, **(env or {})}) as (stdout, stderr, _),
+        contextlib.chdir(cwd or Path.cwd()),
+        _argv("persona-runner", *args),
+        _last_resort_logging(),
+    ):
+        code = _exit_code()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return subprocess.CompletedProcess(
+            [SCRIPT, *args], code, stdout.getvalue().decode(), stderr.getvalue().decode()
+        )
+
+
+def _exit_code() -> int:
+    """The exit code the console script would end with: main() always ends in sys.exit."""
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    raise AssertionError("main() returned instead of exiting")
+
+
+@contextmanager
+def _argv(*argv: str) -> Iterator[None]:
+    """main() reads its arguments from sys.argv, as the console script hands them over."""
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextmanager
+def _last_resort_logging() -> Iterator[None]:
+    """In the console script a warning or error logged where no handler is set reaches stderr
+    through logging's last resort; pytest's own handlers on the root logger would swallow it here."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 @contextmanager
 def served_product(
     tmp_path: Path, *flags: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`persona-runner serve` on a free port; yields (base URL, process) once /health answers."""
+    """`persona-runner serve` on a free port, a process of its own (it can be killed mid-run);
+    yields (base URL, process) once /health answers."""
     port = free_port()
     command = [
         SCRIPT,

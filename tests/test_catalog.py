@@ -15,15 +15,22 @@ from persona_runner.commands.catalog import catalog_app
 from persona_runner.domain import PersonaProfile
 from persona_runner.run.runner import sharing_groups
 from persona_runner.util.errors import UserError
+from tests.cli_helpers import SCRIPT
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "catalog.json"
-CONSOLE_SCRIPT = REPO / ".venv" / "bin" / "persona-runner"
 REFERENCE_MODULES = {"todo", "notes", "journal", "habits", "mood", "calendar", "contacts", "spaces"}
 #: The archetypes every catalog we ship must cover (the loader accepts more).
-CORE_ARCHETYPES = set(
-    ["adhd-student", "ceo-busy", "creative-parent", "solo-dev", "researcher", "freelancer", "overwhelmed-newbie", "chaos"]
-)
+CORE_ARCHETYPES = {
+    "adhd-student",
+    "ceo-busy",
+    "creative-parent",
+    "solo-dev",
+    "researcher",
+    "freelancer",
+    "overwhelmed-newbie",
+    "chaos",
+}
 
 
 def persona(name: str, **changes: Any) -> dict[str, Any]:
@@ -288,12 +295,12 @@ def test_show_lists_personas_and_spaces() -> None:
 
 
 def test_console_script_validate(tmp_path: Path) -> None:
-    good = subprocess.run([CONSOLE_SCRIPT, "catalog", "validate", SHIPPED], capture_output=True, text=True)
+    good = subprocess.run([SCRIPT, "catalog", "validate", SHIPPED], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert good.stdout.endswith("spaces, OK\n")
 
     path = write(tmp_path, {"version": 1, "personas": [persona("maya", email="m@x.com"), persona("maya")]})
-    bad = subprocess.run([CONSOLE_SCRIPT, "catalog", "validate", path], capture_output=True, text=True)
+    bad = subprocess.run([SCRIPT, "catalog", "validate", path], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == [
         f"{path}: personas[0].email: domain must be .test, .example or .invalid (got 'x.com')",

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
 import junitparser
 import pytest
 
-from persona_runner.cli import main
 from persona_runner.reporting.gate import MARKDOWN_ROWS, GateResult, Thresholds, compare, render_junit, render_markdown
-from tests.test_report import NOW, OFFERED, Call, StoreBuilder, invoke, render_as_github, run_report
+from tests.cli_helpers import cli
+from tests.test_report import NOW, OFFERED, Call, StoreBuilder, render_as_github, run_report
 
 PERSONAS = ("ann", "bob", "cy")
 LATENCY = {"todo.create": 40.0, "todo.list": 20.0, "todo.delete": 30.0, "calendar.add": 80.0, "calendar.list": 25.0}
@@ -169,7 +168,8 @@ def test_without_transcripts_what_the_candidate_offered_is_too_little_data(store
     unknown = {(c.subject, c.metric): c.message for c in result.with_status("insufficient")}
     assert (
         unknown[("calendar.list", "offered")]
-        == "too little data: the candidate recorded no tools offered and did not call calendar.list, used in the baseline"
+        == "too little data: the candidate recorded no tools offered and did not call calendar.list,"
+        " used in the baseline"
     )
     assert (
         unknown[("calendar", "coverage")]
@@ -224,8 +224,8 @@ def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
         == "too little data: 1 baseline calls, 6 candidate calls in this module (need 10 on each side)"
     )
     assert (
-        "| ⚪ too little data | `todo` | error rate | too little data: 1 baseline calls, 6 candidate calls (need 10 on each side) |"
-        in render_markdown(result)
+        "| ⚪ too little data | `todo` | error rate |"
+        " too little data: 1 baseline calls, 6 candidate calls (need 10 on each side) |" in render_markdown(result)
     )
 
 
@@ -338,8 +338,8 @@ def test_failed_ticks_fail_the_gate(store: StoreBuilder) -> None:
     dead = gate_result(store, "base", "dead")
     assert failing(dead) == {("run", "failed_ticks")}
     assert (
-        dead.with_status("fail")[0].message
-        == "failed ticks 0% -> 100% (3/3 ticks failed, timed out or aborted; increase +100 points, limit +5; beyond noise)"
+        dead.with_status("fail")[0].message == "failed ticks 0% -> 100% (3/3 ticks failed, timed out or aborted;"
+        " increase +100 points, limit +5; beyond noise)"
     )
     # One failed tick against three good ones is within noise, yet the candidate did nothing else that could be judged.
     steady_run(store, "small", ticks=3)
@@ -354,8 +354,8 @@ def test_failed_ticks_fail_the_gate(store: StoreBuilder) -> None:
     assert ("run", "failed_ticks") in failing(half)
     [ticks] = [c for c in half.checks if c.metric == "failed_ticks"]
     assert (
-        ticks.message
-        == "failed ticks 0% -> 50% (10/20 ticks failed, timed out or aborted; increase +50 points, limit +5; beyond noise)"
+        ticks.message == "failed ticks 0% -> 50% (10/20 ticks failed, timed out or aborted;"
+        " increase +50 points, limit +5; beyond noise)"
     )
 
 
@@ -375,8 +375,8 @@ def test_markdown_summary_shows_names_and_messages_as_text(store: StoreBuilder) 
     assert "<img" not in page and "<!--" not in page
     assert "<td><code>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt;</code></td>" in page
     assert (
-        "<td>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt; was used in the baseline and is not offered by the candidate</td>"
-        in page
+        "<td>todo.&lt;!--x &lt;img src=https://tracker.test/p.png&gt;"
+        " was used in the baseline and is not offered by the candidate</td>" in page
     )
 
 
@@ -443,32 +443,31 @@ def test_gate_command_exit_codes_and_files(
     steady_run(store, "cand", faulty="calendar.add")
     monkeypatch.chdir(tmp_path)
     db = ["--db", "results.db"]
-    code, output = invoke("gate", "--baseline", "base", "--candidate", "base", *db)
-    assert code == 0 and output.startswith("gate: PASS")
+    done = cli("gate", "--baseline", "base", "--candidate", "base", *db)
+    assert done.returncode == 0 and done.stdout.startswith("gate: PASS")
 
-    code, output = invoke(
+    done = cli(
         "gate", "--baseline", "base", "--candidate", "cand", "--junit", "ci/gate.xml", "--markdown", "ci/gate.md", *db
     )
-    assert code == 1
-    assert "FAIL calendar.add error rate" in output and "new failing tools: calendar.add" in output
+    assert done.returncode == 1
+    assert "FAIL calendar.add error rate" in done.stdout and "new failing tools: calendar.add" in done.stdout
     assert len(list(junitparser.JUnitXml.fromfile("ci/gate.xml"))) == 1
     summary = Path("ci/gate.md").read_text()
     assert summary.startswith("## Persona gate: FAIL") and "| ❌ fail | `calendar.add` | error rate |" in summary
 
-    code, _ = invoke("gate", "--baseline", "base", "--candidate", "cand", "--max-error-rate-increase", "1", *db)
-    assert code == 0
+    done = cli("gate", "--baseline", "base", "--candidate", "cand", "--max-error-rate-increase", "1", *db)
+    assert done.returncode == 0
 
     store.run("dead", NOW)  # it ran, and every tick failed before a single call: a failing gate, not a usage error
     for persona in PERSONAS:
         store.tick("dead", persona, NOW, [], {}, offered=None, status="failed")
-    code, output = invoke("gate", "--baseline", "base", "--candidate", "dead", *db)
-    assert code == 1 and "FAIL run failed ticks: failed ticks 0% -> 100%" in output
+    done = cli("gate", "--baseline", "base", "--candidate", "dead", *db)
+    assert done.returncode == 1 and "FAIL run failed ticks: failed ticks 0% -> 100%" in done.stdout
 
-    assert invoke("runs", "export", "base", "--out", "baseline.json", *db)[0] == 0
-    code, output = invoke("gate", "--baseline", "baseline.json", "--candidate", "base", *db)
-    assert code == 0 and "baseline.json (run base)" in output
-    code, output = invoke("gate", "--baseline", "baseline.json", "--candidate", "cand", *db)
-    assert code == 1
+    assert cli("runs", "export", "base", "--out", "baseline.json", *db).returncode == 0
+    done = cli("gate", "--baseline", "baseline.json", "--candidate", "base", *db)
+    assert done.returncode == 0 and "baseline.json (run base)" in done.stdout
+    assert cli("gate", "--baseline", "baseline.json", "--candidate", "cand", *db).returncode == 1
 
 
 @pytest.mark.parametrize(
@@ -489,10 +488,8 @@ def test_gate_usage_errors_exit_2(
     store.run("empty", NOW)
     monkeypatch.chdir(tmp_path)
     Path("broken.json").write_text('{"scope": 1}')
-    code, output = invoke(
-        "gate", "--baseline", baseline, "--candidate", candidate, "--db", "results.db", "--junit", "gate.xml"
-    )
-    assert (code, message in output) == (2, True), output
+    done = cli("gate", "--baseline", baseline, "--candidate", candidate, "--db", "results.db", "--junit", "gate.xml")
+    assert (done.returncode, message in done.stderr) == (2, True), done.stderr
     assert not Path("gate.xml").exists()
 
 
@@ -508,12 +505,12 @@ def test_a_baseline_edited_into_impossible_counts_is_a_usage_error(
 ) -> None:
     steady_run(store, "base")
     monkeypatch.chdir(tmp_path)
-    assert invoke("runs", "export", "base", "--db", "results.db", "--out", "baseline.json")[0] == 0
+    assert cli("runs", "export", "base", "--db", "results.db", "--out", "baseline.json").returncode == 0
     exported = json.loads(Path("baseline.json").read_text())
     exported["modules"][0][field] = value
     Path("baseline.json").write_text(json.dumps(exported))
-    code, output = invoke("gate", "--baseline", "baseline.json", "--candidate", "base", "--db", "results.db")
-    assert code == 2 and problem in output, output
+    done = cli("gate", "--baseline", "baseline.json", "--candidate", "base", "--db", "results.db")
+    assert done.returncode == 2 and problem in done.stderr, done.stderr
 
 
 def test_junit_and_markdown_are_written_both_or_neither(
@@ -522,7 +519,7 @@ def test_junit_and_markdown_are_written_both_or_neither(
     steady_run(store, "base")
     monkeypatch.chdir(tmp_path)
     Path("summary.md").mkdir()
-    code, output = invoke(
+    done = cli(
         "gate",
         "--baseline",
         "base",
@@ -535,25 +532,24 @@ def test_junit_and_markdown_are_written_both_or_neither(
         "--markdown",
         "summary.md",
     )
-    assert code == 2 and output.startswith("cannot write summary.md: Is a directory"), output
+    assert done.returncode == 2 and done.stderr.startswith("error: cannot write summary.md: Is a directory"), (
+        done.stderr
+    )
     assert not Path("gate.xml").exists() and not list(Path(".").glob(".*.tmp"))
 
 
-def test_console_script_exits_with_the_verdict(
-    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_the_exit_code_is_the_verdict_and_only_a_usage_error_writes_to_stderr(
+    store: StoreBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     steady_run(store, "base")
     steady_run(store, "cand", faulty="calendar.add")
     monkeypatch.chdir(tmp_path)
-    for candidate, code in (("base", 0), ("cand", 1), ("nope", 2)):
-        monkeypatch.setattr(
-            sys,
-            "argv",
-            ["persona-runner", "gate", "--baseline", "base", "--candidate", candidate, "--db", "results.db"],
-        )
-        with pytest.raises(SystemExit) as exited:
-            main()
-        assert exited.value.code == code
-    assert (
-        capsys.readouterr().err.strip() == "error: unknown run nope; `persona-runner runs list` shows the recorded runs"
-    )
+    verdicts = {
+        candidate: cli("gate", "--baseline", "base", "--candidate", candidate, "--db", "results.db")
+        for candidate in ("base", "cand", "nope")
+    }
+    assert {candidate: (done.returncode, done.stderr) for candidate, done in verdicts.items()} == {
+        "base": (0, ""),
+        "cand": (1, ""),
+        "nope": (2, "error: unknown run nope; `persona-runner runs list` shows the recorded runs\n"),
+    }

@@ -1,5 +1,5 @@
-"""The regression gate and the report on real runs: a baseline against a healthy served
-product, a candidate against one with `serve --fault`, judged by the console script."""
+"""The regression gate and the report on real runs: a baseline against a healthy product, a
+candidate against one whose todo.list always fails (`run --fault`), judged by the command line."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import ADMIN, cli, served_product
+from tests.cli_helpers import cli
 
 RUN = ("--seed", "11", "--date", "2026-11-20", "--max-turns", "30")
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    tmp = tmp_path_factory.mktemp("gate")
-    db = tmp / "results.db"
+    """A healthy baseline run and a faulted candidate run of the same seed in one results store,
+    made once for the module: every test here only reads them."""
+    db = tmp_path_factory.mktemp("gate") / "results.db"
     for label, flags in (("baseline", ()), ("candidate", ("--fault", "todo.list=1.0"))):
-        with served_product(tmp, "--id-seed", "11", *flags) as (url, _):
-            done = cli("run", "--target", url, "--admin-token", ADMIN, "--db", str(db), "--label", label, *RUN)
-            assert done.returncode == 0, done.stderr
+        done = cli("run", "--db", str(db), "--label", label, *RUN, *flags)
+        assert done.returncode == 0, done.stderr
     with sqlite3.connect(db) as conn:
         ids = dict(conn.execute("SELECT label, run_id FROM runs").fetchall())
     return db, ids["baseline"], ids["candidate"]
@@ -71,7 +71,7 @@ def test_an_exported_baseline_judges_the_same_way(two_runs: tuple[Path, str, str
     db, baseline, candidate = two_runs
     exported = tmp_path / "baseline.json"
     assert cli("runs", "export", baseline, "--out", str(exported), "--db", str(db)).returncode == 0
-    assert json.loads(exported.read_text())
+    assert json.loads(exported.read_text())["scope"]["run_ids"] == [baseline]
     assert cli("gate", "--baseline", str(exported), "--candidate", candidate, "--db", str(db)).returncode == 1
     listed = cli("runs", "list", "--db", str(db))
     assert baseline in listed.stdout and candidate in listed.stdout

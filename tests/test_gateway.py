@@ -35,7 +35,7 @@ from tool_registry.tokens import TokenVerifier, load_or_create_key
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def product(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningProduct]:
     data = str(tmp_path / "product.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
     with running_product(data, tmp_path) as running:
@@ -328,7 +328,7 @@ async def test_a_seeded_product_refuses_a_database_that_already_has_users(tmp_pa
         await product.persona("first@example.test")
     with pytest.raises(ValueError, match=r"^--id-seed 3 needs a fresh --data database: this one already has users"):
         Product(ServerConfig(data=data, id_seed=3))
-    served = cli("serve", "--port", str(free_port()), "--data", data, "--id-seed", "3", timeout=60)
+    served = cli("serve", "--port", str(free_port()), "--data", data, "--id-seed", "3")
     assert served.returncode != 0
     assert [line for line in served.stderr.splitlines() if line.strip()] == [
         "error: --id-seed 3 needs a fresh --data database: this one already has users, whose ids a seeded id stream "
@@ -350,7 +350,8 @@ async def test_a_persona_whose_new_id_is_taken_gets_409_and_the_retry_is_created
             retry = await admin.post("/api/v1/admin/personas", json=body)
     assert clash.status_code == 409
     assert clash.json() == {
-        "error": "could not create p@example.test: a conflicting account was written at the same moment; send the request again"
+        "error": "could not create p@example.test: a conflicting account was written at the same moment;"
+        " send the request again"
     }
     assert (retry.status_code, retry.json()["change"]) == (201, "created")
 
@@ -490,7 +491,7 @@ async def test_bad_tokens_get_401(product: RunningProduct) -> None:
 
 
 async def test_a_session_cannot_be_replayed_by_another_user(product: RunningProduct) -> None:
-    _, token_a, space_a = await product.persona("owner@example.test")
+    _, token_a, _ = await product.persona("owner@example.test")
     _, token_b, _ = await product.persona("thief@example.test")
     async with product.http() as http:
         async with product.http(**{"X-Admin-Token": ADMIN}) as admin:

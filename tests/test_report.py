@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from markdown_it import MarkdownIt
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
-from typer.testing import CliRunner
 
-from persona_runner.commands.gate import gate as gate_command
-from persona_runner.commands.personas import personas_app
-from persona_runner.commands.report import report as report_command
-from persona_runner.commands.runs import runs_app
 from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.formatting import utc_minute
 from persona_runner.reporting.html import render_html
@@ -36,7 +30,7 @@ from persona_runner.reporting.model import (
 )
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
-from persona_runner.util.errors import UserError
+from tests.cli_helpers import cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OFFERED = ["todo.create", "todo.list", "todo.delete", "calendar.add", "calendar.list"]
@@ -80,7 +74,7 @@ class StoreBuilder:
         persona_id: str,
         at: datetime,
         calls: Sequence[Call],
-        ratings: dict[str, int | tuple[int, str]],
+        ratings: Mapping[str, int | tuple[int, str]],
         offered: Sequence[str] | None = OFFERED,
         probes: frozenset[int] = frozenset(),
         status: str = "ok",
@@ -138,14 +132,6 @@ class StoreBuilder:
             session.add_all(rows)
             session.commit()
         return tick_id
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each report test runs on SQLite and on PostgreSQL, which compute percentiles differently."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'results.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 def build_known_store(url: str) -> StoreBuilder:
@@ -302,7 +288,7 @@ def test_refused_probes_are_not_product_errors(store_url: str) -> None:
     store = StoreBuilder(store_url)
     store.persona("gremlin", "Gremlin", {"todo": 1})
     store.run("r0", NOW - timedelta(hours=1))
-    calls = [
+    calls: list[Call] = [
         ("todo.create", 10, "invalid arguments for todo.create: title: too long"),
         ("todo.create", 10, "invalid arguments for todo.create: due: not a date"),
         ("todo.create", 10, "database is down"),
@@ -334,7 +320,8 @@ def test_persona_figures_and_rating_grid(store_url: str) -> None:
 def test_what_changed_names_modules_that_moved_beyond_noise(store_url: str) -> None:
     report = run_report(build_known_store(store_url), "r1")
     assert report.previous and report.previous.run_ids == ["r0"]
-    # Calendar ratings 4.75 (sd 0.5, n 4) -> 2.0 (sd 1, n 3): se = 0.629, Welch df = 2.76, t = 3.348, noise 2.107 < 2.75.
+    # Calendar ratings 4.75 (sd 0.5, n 4) -> 2.0 (sd 1, n 3): se = 0.629, Welch df = 2.76, t = 3.348,
+    # noise 2.107 < 2.75.
     # Calendar errors 0/12 -> 2/4: pooled 1/8, spread 1/3, (0.5 - 0.1667) / 0.191 = 1.75 < 1.96. Todo did not move.
     [change] = report.changes
     assert change.summary == "calendar: mean rating 4.8 -> 2.0, error rate 0% -> 50% since run r0"
@@ -360,8 +347,11 @@ def test_window_report_trends_per_day_and_compares_with_the_previous_window(stor
 
 
 def zoned_engine(pg_url: str, zone: str) -> Engine:
-    """An engine whose sessions run in the given TimeZone, as a server configured for that zone would."""
-    return create_engine(pg_url, connect_args={"options": f"-c timezone={zone}"})
+    """An engine whose sessions run in the given TimeZone, as a server configured for that zone would,
+    keeping the options (the schema to use) the URL already has."""
+    url = make_url(pg_url)
+    options = f"{url.query.get('options', '')} -c timezone={zone}".strip()
+    return create_engine(url.update_query_dict({"options": options}))
 
 
 @pytest.mark.postgres
@@ -424,7 +414,7 @@ def test_coverage_falls_back_to_tools_seen_when_no_transcript_lists_them(tmp_pat
 class StrictHTML(HTMLParser):
     """Fails on any end tag that does not close the innermost open element; records ids and tags."""
 
-    VOID = {"meta", "br", "hr", "img", "input", "link", "wbr"}
+    VOID = frozenset({"meta", "br", "hr", "img", "input", "link", "wbr"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -525,53 +515,34 @@ def test_markdown_shows_html_and_links_from_notes_as_text(tmp_path: Path) -> Non
     assert "<img" not in page and "<!--" not in page and "<b>" not in page
     assert (
         page.count(
-            "&lt;!-- the rest is hidden --&gt; &lt;img src=https://tracker.test/pixel.png&gt; ![x](https://tracker.test/y.png) a &amp; b"
+            "&lt;!-- the rest is hidden --&gt; &lt;img src=https://tracker.test/pixel.png&gt;"
+            " ![x](https://tracker.test/y.png) a &amp; b"
         )
         == 2
     )
     assert "<code>todo.create&lt;b&gt;</code>" in page and "<h3>Personas</h3>" in page
 
 
-def cli() -> typer.Typer:
-    """The commands registered as the real CLI registers them."""
-    app = typer.Typer()
-    app.command("report")(report_command)
-    app.command("gate")(gate_command)
-    app.add_typer(runs_app, name="runs")
-    app.add_typer(personas_app, name="personas")
-    return app
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    """Run the commands as the console script does: a UserError becomes its exit code and one line."""
-    result = CliRunner().invoke(cli(), list(args))
-    if isinstance(result.exception, UserError):
-        return result.exception.exit_code, str(result.exception)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
 def test_report_command_writes_every_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = build_known_store(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
-    code, output = invoke("report", "--db", "results.db")
-    assert code == 0, output
+    done = cli("report", "--db", "results.db")
+    assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert len(written) == 2 and "latest.html" in written and written[0].endswith("Z.html")
     assert (tmp_path / "reports" / "latest.html").read_text() == (tmp_path / "reports" / written[0]).read_text()
-    assert f"wrote reports/{written[0]}" in output
+    assert f"wrote reports/{written[0]}" in done.stdout
 
-    code, output = invoke("report", "--db", "results.db", "--run", "r1", "--format", "json", "--out", "out/r1.json")
-    assert code == 0, output
+    done = cli("report", "--db", "results.db", "--run", "r1", "--format", "json", "--out", "out/r1.json")
+    assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "out" / "r1.json").read_text())
     assert figures == json.loads(run_report(store, "r1").model_dump_json(exclude={"generated_at"})) | {
         "generated_at": figures["generated_at"]
     }
-    code, _ = invoke("report", "--db", "results.db", "--since", "24h", "--format", "md", "--out", "r.md")
-    assert code == 0 and (tmp_path / "r.md").read_text().startswith("## Persona feedback: the last 24 hours")
-    code, _ = invoke("report", "--db", "results.db", "--run", "r1", "--run", "r0", "--format", "md", "--out", "r.md")
-    assert code == 0 and (tmp_path / "r.md").read_text().startswith("## Persona feedback: runs r0, r1")
+    done = cli("report", "--db", "results.db", "--since", "24h", "--format", "md", "--out", "r.md")
+    assert done.returncode == 0 and (tmp_path / "r.md").read_text().startswith("## Persona feedback: the last 24 hours")
+    done = cli("report", "--db", "results.db", "--run", "r1", "--run", "r0", "--format", "md", "--out", "r.md")
+    assert done.returncode == 0 and (tmp_path / "r.md").read_text().startswith("## Persona feedback: runs r0, r1")
 
 
 @pytest.mark.parametrize(
@@ -592,8 +563,9 @@ def test_report_command_refuses_mistakes_without_writing(
 ) -> None:
     build_known_store(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
-    code, output = invoke("report", "--db", "results.db", "--out", "r.html", *args)
-    assert code == 2 and message in output and "\n" not in output
+    done = cli("report", "--db", "results.db", "--out", "r.html", *args)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: ") and message in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
 
 
@@ -612,17 +584,19 @@ def test_reading_commands_neither_create_a_store_nor_its_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, output = invoke(*command, "--db", "new.db")
-    assert (code, output) == (
+    done = cli(*command, "--db", "new.db")
+    assert (done.returncode, done.stderr) == (
         2,
-        f"results store {(tmp_path / 'new.db').resolve()} does not exist; run `persona-runner run` first or pass --db",
+        f"error: results store {(tmp_path / 'new.db').resolve()} does not exist;"
+        " run `persona-runner run` first or pass --db\n",
     )
     assert not (tmp_path / "new.db").exists()
     (tmp_path / "blank.db").touch()
-    code, output = invoke(*command, "--db", "blank.db")
+    done = cli(*command, "--db", "blank.db")
     assert (
-        code == 2
-        and "blank.db has no tables persona_actions, persona_feedback, personas, runs, ticks, transcripts;" in output
+        done.returncode == 2
+        and "blank.db has no tables persona_actions, persona_feedback, personas, runs, ticks, transcripts;"
+        in done.stderr
     )
     assert (tmp_path / "blank.db").stat().st_size == 0
 
@@ -630,39 +604,41 @@ def test_reading_commands_neither_create_a_store_nor_its_schema(
 def test_listing_an_empty_store_is_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
-    assert invoke("runs", "list", "--db", "results.db") == (
+    runs = cli("runs", "list", "--db", "results.db")
+    assert (runs.returncode, runs.stdout, runs.stderr) == (
         0,
         f"no runs recorded in {(tmp_path / 'results.db').resolve()}\n",
+        "",
     )
-    assert invoke("personas", "list", "--db", "results.db") == (
+    personas = cli("personas", "list", "--db", "results.db")
+    assert (personas.returncode, personas.stdout, personas.stderr) == (
         0,
         "no personas in the results store yet: run `persona-runner run` or `persona-runner seed`\n",
+        "",
     )
 
 
 def test_runs_list_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = build_known_store(f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.chdir(tmp_path)
-    code, output = invoke("runs", "list", "--db", "results.db")
-    assert code == 0
-    lines = [line for line in output.splitlines() if " r0 " in line or " r1 " in line]
+    done = cli("runs", "list", "--db", "results.db")
+    assert done.returncode == 0
+    lines = [line for line in done.stdout.splitlines() if " r0 " in line or " r1 " in line]
     assert "r1" in lines[0] and "r0" in lines[1] and "baseline" in lines[1] and " 4 " in lines[1] and " 3 " in lines[0]
-    code, output = invoke("runs", "export", "r1", "--db", "results.db", "--out", "baseline.json")
-    assert code == 0
+    assert cli("runs", "export", "r1", "--db", "results.db", "--out", "baseline.json").returncode == 0
     exported = Report.model_validate_json((tmp_path / "baseline.json").read_text())
     assert exported.model_dump(exclude={"generated_at", "previous", "changes"}) == run_report(store, "r1").model_dump(
         exclude={"generated_at", "previous", "changes"}
     )
-    assert invoke("runs", "export", "nope", "--db", "results.db")[0] == 2
+    assert cli("runs", "export", "nope", "--db", "results.db").returncode == 2
 
 
 def test_labels_are_shown_as_text_not_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
     store.run("r0", NOW, label="nightly [/x] [red]1.2")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
-    code, output = invoke("runs", "list", "--db", "results.db")
-    assert code == 0 and "nightly [/x] [red]1.2" in output
+    done = cli("runs", "list", "--db", "results.db")
+    assert done.returncode == 0 and "nightly [/x] [red]1.2" in done.stdout
 
 
 def test_markdown_text_and_code_spans_show_what_was_written() -> None:

@@ -1,5 +1,5 @@
-"""`persona-runner run` end to end: the real console script, the embedded product over real
-HTTP, a real SQLite results store."""
+"""`persona-runner run` end to end: the command line, the embedded product (or one served by
+`persona-runner serve`) over real HTTP, a real SQLite results store."""
 
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ def tool_sequence(db: Path) -> list[tuple]:
     """Every call of the run as (persona, seq, tool, input hash), persona by persona."""
     return rows(
         db,
-        "SELECT t.persona_name, a.seq, a.tool_name, a.input_hash FROM persona_actions a JOIN ticks t USING (tick_id) ORDER BY 1, 2",
+        "SELECT t.persona_name, a.seq, a.tool_name, a.input_hash"
+        " FROM persona_actions a JOIN ticks t USING (tick_id) ORDER BY 1, 2",
     )
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of every persona, made once for the module: the tests that use it only read it."""
     db = tmp_path_factory.mktemp("run") / "results.db"
     done = cli("run", "--db", str(db), *RUN_ARGS)
     assert done.returncode == 0, done.stderr
@@ -48,7 +50,11 @@ def test_every_persona_ticks_with_actions_and_feedback(first_run: tuple[Path, st
         rows(db, "SELECT t.persona_name, COUNT(*) FROM persona_feedback f JOIN ticks t USING (tick_id) GROUP BY 1")
     )
     assert set(per_persona_feedback) == {p.name for p in CATALOG.personas}
-    assert rows(db, "SELECT COUNT(*) FROM persona_feedback WHERE rating < 1 OR rating > 5") == [(0,)]
+    # Each tick recorded every call it counted, and rated each module it used and nothing else.
+    recorded = dict(rows(db, "SELECT tick_id, COUNT(*) FROM persona_actions GROUP BY 1"))
+    assert recorded == dict(rows(db, "SELECT tick_id, tool_calls FROM ticks"))
+    used = set(rows(db, "SELECT DISTINCT tick_id, module FROM persona_actions"))
+    assert set(rows(db, "SELECT tick_id, module FROM persona_feedback")) == used
     personas = rows(db, "SELECT name, last_active_at FROM personas")
     assert len(personas) == len(CATALOG.personas) and all(active for _, active in personas)
     run_id = rows(db, "SELECT run_id FROM runs")[0][0]
@@ -80,7 +86,8 @@ def test_chaos_persona_invalid_calls_are_errors_with_the_gateways_message(first_
     chaos = next(p.name for p in CATALOG.personas if p.archetype == "chaos")
     errors = rows(
         db,
-        "SELECT a.error_message, a.probe FROM persona_actions a JOIN ticks t USING (tick_id) WHERE t.persona_name = ? AND a.result = 'error'",
+        "SELECT a.error_message, a.probe FROM persona_actions a JOIN ticks t USING (tick_id)"
+        " WHERE t.persona_name = ? AND a.result = 'error'",
         chaos,
     )
     assert len(errors) >= 3
@@ -115,7 +122,8 @@ def test_served_fault_shows_up_as_errors_and_a_lower_rating_naming_it(
     baseline = dict(
         rows(
             db,
-            "SELECT t.persona_name, f.rating FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'",
+            "SELECT t.persona_name, f.rating FROM persona_feedback f JOIN ticks t USING (tick_id)"
+            " WHERE f.module = 'todo'",
         )
     )
     faulted = tmp_path / "faulted.db"
@@ -128,13 +136,15 @@ def test_served_fault_shows_up_as_errors_and_a_lower_rating_naming_it(
     )
     ratings = rows(
         faulted,
-        "SELECT t.persona_name, f.rating, f.notes FROM persona_feedback f JOIN ticks t USING (tick_id) WHERE f.module = 'todo'",
+        "SELECT t.persona_name, f.rating, f.notes FROM persona_feedback f JOIN ticks t USING (tick_id)"
+        " WHERE f.module = 'todo'",
     )
     callers = {
         name
         for (name,) in rows(
             faulted,
-            "SELECT DISTINCT t.persona_name FROM persona_actions a JOIN ticks t USING (tick_id) WHERE a.tool_name = 'todo.list'",
+            "SELECT DISTINCT t.persona_name FROM persona_actions a JOIN ticks t USING (tick_id)"
+            " WHERE a.tool_name = 'todo.list'",
         )
     }
     assert callers & {name for name, _, _ in ratings}, "no persona that met the fault rated todo"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from datetime import UTC, datetime
-from pathlib import Path
 from random import Random
 
 import pytest
@@ -25,14 +24,6 @@ LATENCIES = {
     "lab.ties": [5.2, 5.7, 5.1, 6.0, 6.9, 1000.5, 7.3, 7.3, 6.0],
     "lab.tail": [round(_RNG.lognormvariate(4, 1), 3) for _ in range(250)],
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite and PostgreSQL compute the report's percentiles by different SQL: both are pinned."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'results.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 def test_the_report_shows_the_percentiles_the_python_rule_gives(store_url: str) -> None:
