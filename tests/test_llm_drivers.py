@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from persona_runner.drivers import DRIVERS
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import Cassette
 from persona_runner.drivers.factory import LLM_DRIVERS, base_url_for, check_keys, make_client, make_driver
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, ProviderError, RetryPolicy, retry_after_seconds
+from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.util.errors import UserError
 from tests.fake_provider import PROVIDERS, Call, FakeProvider, RecordingAct, driver_for, fake_provider, make_day
 
@@ -446,6 +448,12 @@ def test_unknown_driver_and_missing_model_are_user_errors() -> None:
         make_driver("gemini", model="m", env={})
     with pytest.raises(UserError, match="--model"):
         make_driver("anthropic", model=None, env={"ANTHROPIC_API_KEY": "k"})
+
+
+def test_every_driver_the_help_lists_can_be_built() -> None:
+    """`run --help` lists the names declared apart from the SDKs; each one is a driver the factory builds."""
+    assert ("scripted", *LLM_DRIVERS) == DRIVERS
+    assert isinstance(make_driver("scripted", model=None, env={}), ScriptedDriver)
 
 
 async def test_an_empty_answer_is_left_out_of_the_history(fake: FakeProvider, provider: str) -> None:
