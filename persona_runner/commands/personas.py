@@ -11,21 +11,40 @@ from rich.text import Text
 
 from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.formatting import utc_minute
-from persona_runner.store.views import RECENT_DAYS, activity, recent_actions
+from persona_runner.run.cadence import HISTORY_DEPTH, PastTick, is_cadence, next_due
+from persona_runner.store.models import Persona, utcnow
+from persona_runner.store.views import RECENT_DAYS, activity, recent_actions, recent_ticks
 from persona_runner.util.errors import UserError
 from persona_runner.util.text import one_line
 
 personas_app = typer.Typer(
     help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True
 )
-# Everything shown comes from the catalog, the store or the product: text, never markup.
-out = Console(markup=False)
 #: Characters of a recorded error message shown in the recent actions table.
 ERROR_CELL = 80
 
 
+def _console() -> Console:
+    """The terminal as it is when the command runs (its width is read now, not when this module is
+    imported). Everything shown comes from the catalog, the store or the product: text, never markup."""
+    return Console(markup=False)
+
+
 def _when(moment: datetime | None) -> str:
     return utc_minute(moment) if moment else "never"
+
+
+def _next_due(persona: Persona, history: list[PastTick], now: datetime) -> str:
+    """When the persona's cadence has it tick next ("now" when it is due), and the failures it is
+    backing off after, so an operator sees a broken product being spared rather than forgotten."""
+    if not is_cadence(persona.tick_cadence):
+        return "-"
+    due = next_due(persona.tick_cadence, history, now)
+    when = "now" if due.due else utc_minute(due.at)
+    if due.reason != "backoff":
+        return when
+    failures = f"{due.failures} failure{'s' if due.failures != 1 else ''}"
+    return f"{when}, retry after {failures}" if due.due else f"{when}, backing off after {failures}"
 
 
 def _ratings(ratings: dict[str, tuple[float, int]]) -> str:
@@ -34,21 +53,25 @@ def _ratings(ratings: dict[str, tuple[float, int]]) -> str:
 
 @personas_app.command("list")
 def list_personas(db: DbOption = None) -> None:
-    """Every persona in the results store with cadence, last activity and mean rating per module.
+    """Every persona in the results store with cadence, last activity, when it is next due and mean rating per module.
 
     Example: persona-runner personas list --db persona-runner.db
     """
-    rows = activity(store_from(db, create=False))
+    engine = store_from(db, create=False)
+    rows = activity(engine)
     if not rows:
         # An empty store is a state, not a failure: exit 0 like `runs list`, so scripts can list before the first run.
         typer.echo("no personas in the results store yet: run `persona-runner run` or `persona-runner seed`")
         return
+    histories = recent_ticks(engine, [row.persona.user_id for row in rows], HISTORY_DEPTH)
+    now = utcnow()
     table = Table(title="Personas")
+    table.add_column("name", no_wrap=True)  # what `personas show NAME` takes: kept whole on a narrow terminal
     for column in (
-        "name",
         "archetype",
         "cadence",
         "last active",
+        "next due",
         f"actions {RECENT_DAYS}d",
         f"errors {RECENT_DAYS}d",
         "mean rating per module",
@@ -61,11 +84,12 @@ def list_personas(db: DbOption = None) -> None:
             p.archetype,
             p.tick_cadence,
             _when(p.last_active_at),
+            _next_due(p, histories.get(p.user_id, []), now),
             str(row.actions_recent),
             str(row.errors_recent),
             _ratings(row.ratings),
         )
-    out.print(table)
+    _console().print(table)
 
 
 @personas_app.command("show")
@@ -81,13 +105,15 @@ def show(name: str, db: DbOption = None) -> None:
         raise UserError(f"no persona named {name!r} in the results store (known: {known})")
     row = rows[0]
     p = row.persona
+    out = _console()
     out.print(
         Text(p.name, style="bold")
         + f" <{p.email}> · {p.archetype} · cadence {p.tick_cadence} · style {p.style or '-'} · locale {p.locale or '-'}"
     )
+    history = recent_ticks(engine, [p.user_id], HISTORY_DEPTH).get(p.user_id, [])
     out.print(
-        f"last active {_when(p.last_active_at)} · {row.actions_recent} actions and {row.errors_recent} errors"
-        f" in the last {RECENT_DAYS} days"
+        f"last active {_when(p.last_active_at)} · next due {_next_due(p, history, utcnow())}"
+        f" · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days"
     )
     mix = ", ".join(f"{module} {weight:g}" for module, weight in p.module_mix.items())
     out.print(f"module mix: {mix}")

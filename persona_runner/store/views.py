@@ -1,15 +1,16 @@
-"""What the store knows about each persona: activity, ratings, recent actions (aggregated in SQL)."""
+"""What the store knows about each persona: activity, ratings, recent ticks and actions (aggregated in SQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, utcnow
+from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Tick, utcnow
 
 RECENT_DAYS = 7
 
@@ -57,6 +58,34 @@ def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActi
         ):
             ratings.setdefault(row[0], {})[row[1]] = (float(row[2]), int(row[3]))
     return [PersonaActivity(p, *counts.get(p.user_id, (0, 0)), ratings=ratings.get(p.user_id, {})) for p in personas]
+
+
+def recent_ticks(engine: Engine, persona_ids: Sequence[str], depth: int) -> dict[str, list[tuple[datetime, str]]]:
+    """The (started_at, status) of each persona's `depth` latest ticks, newest first; a persona without ticks is absent.
+
+    One query for every persona (a numbering of each persona's ticks, newest first), so a
+    listing of many personas does not read the store once per persona.
+    """
+    place = (
+        func.row_number()
+        .over(partition_by=col(Tick.persona_id), order_by=(col(Tick.started_at).desc(), col(Tick.tick_id).desc()))
+        .label("place")
+    )
+    numbered = (
+        select(col(Tick.persona_id), col(Tick.started_at), col(Tick.status), place)
+        .where(col(Tick.persona_id).in_(persona_ids))
+        .subquery()
+    )
+    query = (
+        select(numbered.c.persona_id, numbered.c.started_at, numbered.c.status)
+        .where(numbered.c.place <= depth)
+        .order_by(numbered.c.persona_id, numbered.c.place)
+    )
+    history: dict[str, list[tuple[datetime, str]]] = {}
+    with Session(engine) as session:
+        for persona_id, started_at, status in session.execute(query):
+            history.setdefault(persona_id, []).append((started_at, status))
+    return history
 
 
 def recent_actions(engine: Engine, persona_id: str, limit: int = 15) -> list[PersonaAction]:
