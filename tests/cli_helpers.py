@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,10 +19,13 @@ import httpx2
 from typer.testing import CliRunner
 
 from persona_runner.cli import main
+from tool_registry.modules import build_registry
 from tool_registry.server import free_port
 
 SCRIPT = str(Path(sys.executable).parent / "persona-runner")
 ADMIN = "cli-admin-token"
+#: Every tool a persona may be offered: what a test slows down to keep ticks in flight.
+ALL_TOOLS = [spec.name for spec in build_registry().proposable()]
 #: Wide lines, as a log would keep them, and no store chosen by the caller's environment.
 CLI_ENV: dict[str, str | None] = {"COLUMNS": "200", "PERSONA_RUNNER_DB": None}
 
@@ -124,3 +128,28 @@ def served_product(
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def one_line_error(stderr: str) -> str:
+    """The error line of a command that failed as a user's mistake should: one line, no traceback."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines, "expected an error message"
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    """What a SQLite results store holds, read as another process would read it."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def served_calls(url: str) -> float:
+    """Tool calls the product has answered so far, from its own /metrics."""
+    metrics = httpx2.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("persona_product_tool_calls_total{")
+    )

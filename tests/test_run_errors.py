@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,24 +24,8 @@ from persona_runner.run.recorder import RecordError
 from persona_runner.run.runner import _write_run
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Run
-from tests.cli_helpers import ADMIN, SCRIPT, cli, served_product
-from tool_registry.modules import build_registry
+from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli, one_line_error, rows, served_calls, served_product
 from tool_registry.server import BackgroundServer, free_port
-
-ALL_TOOLS = [spec.name for spec in build_registry().proposable()]
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert lines, "expected an error message"
-    assert "Traceback" not in stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
 
 
 @pytest.mark.parametrize("flags", [("run", "--bogus"), ("run", "--max-turns", "0"), ("personas", "show")])
@@ -240,16 +222,6 @@ def test_a_tool_hanging_past_the_tick_timeout(tmp_path: Path) -> None:
     assert calls == 1
 
 
-def served_calls(url: str) -> float:
-    """Tool calls the product has answered so far, from its own /metrics."""
-    metrics = httpx2.get(f"{url}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("persona_product_tool_calls_total{")
-    )
-
-
 def test_a_gateway_that_dies_mid_tick_keeps_what_was_recorded(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=250ms")]
@@ -276,47 +248,6 @@ def test_a_gateway_that_dies_mid_tick_keeps_what_was_recorded(tmp_path: Path) ->
     assert [seq for seq, _ in actions] == list(range(calls))
     assert actions[0][1] == "ok" and actions[-1][1] == "error"
     assert rows(db, "SELECT COUNT(*) FROM transcripts") == [(1,)]
-
-
-def test_ctrl_c_records_the_run_and_its_ticks_in_flight_as_aborted(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
-    delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=250ms")]
-    with served_product(tmp_path, *delays) as (url, _):
-        assert cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db)).returncode == 0
-        run = subprocess.Popen(
-            [
-                SCRIPT,
-                "run",
-                "--target",
-                url,
-                "--persona",
-                "ravi",
-                "--persona",
-                "yuki",
-                "--max-turns",
-                "60",
-                "--db",
-                str(db),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while served_calls(url) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        run.send_signal(signal.SIGINT)
-        _, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130
-    assert [line for line in stderr.splitlines() if line.strip()] == ["interrupted"]
-    [(run_status, ended)] = rows(db, "SELECT status, ended_at FROM runs")
-    assert run_status == "aborted" and ended
-    ticks = rows(db, "SELECT persona_name, status, error, tool_calls FROM ticks ORDER BY 1")
-    assert [(name, status) for name, status, _, _ in ticks] == [("ravi", "aborted"), ("yuki", "aborted")]
-    assert all("stopped" in error for _, _, error, _ in ticks)
-    actions = rows(db, "SELECT COUNT(*) FROM persona_actions")
-    assert actions == [(sum(calls for _, _, _, calls in ticks),)] and actions[0][0] >= 2
-    assert rows(db, "SELECT COUNT(*) FROM transcripts") == [(2,)]
 
 
 def test_runs_against_different_products_share_one_persona_history(tmp_path: Path) -> None:

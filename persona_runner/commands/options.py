@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from persona_runner.store import DEFAULT_DB, ENV_DB
+from persona_runner.util.durations import parse_duration
 from persona_runner.util.errors import UserError
 from persona_runner.util.urls import require_http_url
 
@@ -60,6 +61,18 @@ FaultOption = Annotated[
 ]
 DelayOption = Annotated[
     list[str] | None, typer.Option("--delay", help="Slow a tool down, e.g. todo.list=200ms (repeatable).")
+]
+GraceOption = Annotated[
+    float,
+    typer.Option(
+        "--grace",
+        # typer hands the parser the text typed, or the default as a number: both read as seconds.
+        parser=lambda value: parse_duration(str(value), "--grace"),
+        metavar="DURATION",
+        help="After SIGTERM or SIGINT, how long ticks in flight may finish before they are aborted: "
+        "30s, 2m or seconds. A second signal aborts them at once. Default: 30s.",
+        show_default=False,
+    ),
 ]
 
 

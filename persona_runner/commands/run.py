@@ -20,11 +20,13 @@ from persona_runner.commands.options import (
     DbOption,
     DelayOption,
     FaultOption,
+    GraceOption,
     TargetOption,
     user_errors_from,
 )
 from persona_runner.credentials import seed_secret
 from persona_runner.drivers import DRIVERS
+from persona_runner.run.stopping import DEFAULT_GRACE, Stop
 from persona_runner.util.errors import UserError
 
 
@@ -66,17 +68,20 @@ def run(
     max_tokens_per_run: Annotated[
         int | None, typer.Option(min=1, help="LLM drivers: start no new ticks once the run used this many tokens.")
     ] = None,
+    grace: GraceOption = DEFAULT_GRACE,
 ) -> None:
     """Tick every persona once against a product and print what they did and thought.
 
     With no --target, a fresh reference product is started on a free loopback
     port and seeded first. Exit 0 when every tick ran (product errors are
-    findings), 1 when ticks failed, 2 on usage errors.
+    findings) or a signal stopped the run, 1 when ticks failed, 2 on usage errors.
+    SIGTERM or SIGINT starts no new tick and gives ticks in flight --grace to
+    finish; a second signal aborts them at once.
 
     Example: persona-runner run --persona maya --persona gremlin --seed 7
     """
     from persona_runner.commands.run_drivers import choose_driver
-    from persona_runner.commands.run_output import print_outcome
+    from persona_runner.commands.run_output import print_outcome, print_stopped_before_the_run
     from persona_runner.commands.run_session import RunPlan, execute
     from persona_runner.commands.run_target import prepared_target
     from persona_runner.run.client import ProductError
@@ -117,13 +122,18 @@ def run(
         label=label,
         tick_date=day,
     )
+    stop = Stop(grace)
     with (
+        stop.catching_signals(),  # from before the embedded product starts until it is gone
         user_errors_from(ProductError, RecordError),
         prepared_target(target, admin_token, fault or [], delay or [], seed) as product,
     ):
-        result = execute(plan, product)
+        result = execute(plan, product, stop)
+    if result is None:
+        print_stopped_before_the_run(stop)
+        return
     print_outcome(result, drivers.cassette, db)
-    if result.failed:
+    if result.failed and not result.stopped_by:
         raise typer.Exit(1)
 
 

@@ -7,11 +7,14 @@ from statistics import mean
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import ProgressColumn, Task
 from rich.table import Table
+from rich.text import Text
 
 from persona_runner.drivers.cassette import Cassette
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import RunResult
+from persona_runner.run.stopping import Stop
 from persona_runner.store.db import describe, resolve_url
 
 # Lines are never wrapped, so a reason or the next command stays whole when output goes to a log.
@@ -59,7 +62,8 @@ def print_run(result: RunResult) -> None:
             escape(", ".join(t.modules_used())),
             escape(ratings_cell),
         )
-    out.print(table)
+    if result.ticks:  # a run stopped before any tick finished has no table to show
+        out.print(table)
     modules = sorted({call.module for t in result.ticks for call in t.calls})
     for module in modules:
         calls = [c for t in result.ticks for c in t.calls if c.module == module]
@@ -69,3 +73,30 @@ def print_run(result: RunResult) -> None:
         out.print(f"  {escape(module):<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
     if result.stopped_early:
         err.print(f"[yellow]stopped early:[/] {escape(result.stopped_early)}")
+    if result.stopped_by:
+        aborted = f" ({escape(', '.join(result.aborted))})" if result.aborted else ""
+        err.print(
+            f"[yellow]stopped by {result.stopped_by}:[/] ticks {len(result.ticks)} finished, "
+            f"{len(result.aborted)} aborted{aborted}, {len(result.not_started)} never started"
+        )
+
+
+def print_stopped_before_the_run(stop: Stop) -> None:
+    err.print(f"[yellow]stopped by {stop.signal_name}[/] before the run began: no tick started, no run recorded")
+
+
+class StopNotice(ProgressColumn):
+    """Beside the progress bar once a signal came: what the run is waiting for, and how to stop it now."""
+
+    def __init__(self, stop: Stop) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def render(self, task: Task) -> Text:
+        if not self.stop.requested:
+            return Text("")
+        return Text(
+            f"stopping on {self.stop.signal_name}: ticks in flight have {self.stop.grace:g} s to finish; "
+            f"{self.stop.signal_name} again stops them at once",
+            style="yellow",
+        )

@@ -1,4 +1,5 @@
-"""One `run` against a product that is up: seed it, tick every persona once, show progress as it goes."""
+"""One `run` against a product that is up: seed it, tick every persona once, show progress as it goes,
+and stop in order on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from datetime import date
 
 import anyio
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.options import store_from
 from persona_runner.commands.run_drivers import DriverChoice
-from persona_runner.commands.run_output import err, print_tick_failure
+from persona_runner.commands.run_output import StopNotice, err, print_tick_failure
 from persona_runner.commands.run_target import Target, seed_target
 from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
+from persona_runner.run.stopping import Stop
 
 
 @dataclass(frozen=True)
@@ -48,18 +51,44 @@ class RunPlan:
         )
 
 
-def execute(plan: RunPlan, target: Target) -> RunResult:
-    """Check the target, open the store, seed, then tick: nothing is written before the product answered."""
-    return anyio.run(_execute, plan, target)
+def execute(plan: RunPlan, target: Target, stop: Stop) -> RunResult | None:
+    """Check the target, open the store, seed, then tick: nothing is written before the product answered.
+
+    Signals stop the run as `stop` says; one that comes before any tick started ends the
+    preparation at once and the run is not begun (None), since there is nothing to keep.
+    """
+    return anyio.run(_execute, plan, target, stop)
 
 
-async def _execute(plan: RunPlan, target: Target) -> RunResult:
+async def _execute(plan: RunPlan, target: Target, stop: Stop) -> RunResult | None:
+    async with stop.watching_signals():
+        store = None
+        with stop.guard(grace=0):
+            store = await _prepare(plan, target)
+        if store is None or stop.requested:
+            return None
+        return await _tick(plan, target, store, stop)
+
+
+async def _prepare(plan: RunPlan, target: Target) -> Engine:
+    """The results store, once the target answered and holds the catalog's personas."""
     timeout = min(plan.timeout, DEFAULT_TIMEOUT)
     async with ProductClient(target.url, admin_token=target.admin_token, timeout=timeout) as client:
         await client.check()  # an unreachable target or a refused token is one line, before anything is written
         store = store_from(plan.db)
         await seed_target(target, client, plan.catalog, plan.secret, store)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return store
+
+
+async def _tick(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> RunResult:
+    """Every persona ticked once, a progress bar meanwhile."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        StopNotice(stop),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(f"ticking {len(plan.personas)} personas", total=len(plan.personas))
 
@@ -77,4 +106,5 @@ async def _execute(plan: RunPlan, target: Target) -> RunResult:
             spaces=plan.catalog.spaces,
             should_stop=plan.drivers.budget_spent,
             on_tick=done,
+            stop=stop,
         )

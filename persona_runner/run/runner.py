@@ -4,6 +4,9 @@ Personas that share a space (directly, or through another member) tick one
 after another, in the order given: two of them working in one space at once
 would interleave their writes and listings there, and a seeded run would no
 longer repeat call for call. Personas that share nothing tick concurrently.
+
+A signal stops the run in order (see `stopping`): no tick starts after it, ticks in
+flight get the grace to finish, and the run is recorded as `stopped`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.client import ProductClient
 from persona_runner.run.recorder import RecordError, TickRecord
+from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
 
@@ -50,8 +54,11 @@ def new_run_id() -> str:
 @dataclass
 class RunResult:
     run_id: str
-    ticks: list[TickRecord]
+    ticks: list[TickRecord]  # the ticks that finished
     stopped_early: str | None = None  # why some personas were not started
+    stopped_by: str | None = None  # the signal that stopped the run
+    aborted: list[str] = field(default_factory=list)  # personas whose tick was cut off by the stop
+    not_started: list[str] = field(default_factory=list)  # personas never ticked: the run stopped first
 
     @property
     def failed(self) -> list[TickRecord]:
@@ -90,11 +97,17 @@ def _write_run(store: Engine, run: Run) -> None:
         raise RecordError(f"could not record run {run.run_id}: {getattr(exc, 'orig', None) or exc}") from None
 
 
-async def _end_run(store: Engine, run: Run, status: str) -> None:
-    """Record how the run ended; shielded, so a run being cancelled still says so."""
+async def _end_run(store: Engine, run: Run, status: str, stop: Stop) -> None:
+    """Record how the run ended, in the stop's recording scope: a run being cancelled still says
+    so, and a store that does not answer cannot hold a process that was asked to stop."""
     run.ended_at, run.status = utcnow(), status
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(_write_run, store, run)
+    with stop.recording() as recording:
+        await anyio.to_thread.run_sync(_write_run, store, run, abandon_on_cancel=True)
+    if recording.cancelled_caught:
+        raise RecordError(
+            f"could not record the end of run {run.run_id}: the results store did not answer within "
+            f"{RECORDING_LIMIT:g} s of the stop; the run may still show `running`"
+        )
 
 
 async def execute_run(
@@ -107,12 +120,16 @@ async def execute_run(
     spaces: Sequence[SpaceSpec] = (),
     should_stop: Callable[[], str | None] = lambda: None,
     on_tick: Callable[[TickRecord], None] = lambda _record: None,
+    stop: Stop | None = None,
 ) -> RunResult:
     """Tick every persona once; members of `spaces` are grouped as `sharing_groups` says.
 
-    `should_stop` lets a run-wide budget hold back ticks not yet started. A run that
-    raises or is cancelled (Ctrl-C) is recorded as `aborted`, its ticks in flight too.
+    `should_stop` lets a run-wide budget hold back ticks not yet started. Once `stop` is
+    requested no tick starts, and ticks in flight are cut off (recorded `aborted`) when it
+    ends its guard; the run is then `stopped`. A run that raises or is cancelled from outside
+    is recorded as `aborted`, its ticks in flight too.
     """
+    stop = stop or Stop()
     run = Run(
         run_id=new_run_id(),
         label=settings.label,
@@ -130,15 +147,19 @@ async def execute_run(
     await anyio.to_thread.run_sync(_write_run, store, run)
     result = RunResult(run_id=run.run_id, ticks=[])
     limiter = anyio.Semaphore(max(1, settings.concurrency))
+    started: list[str] = []
 
     async with ProductClient(settings.target, timeout=settings.timeout) as client:
 
         async def one(persona: PersonaSpec) -> None:
             async with limiter:
+                if stop.requested:
+                    return
                 reason = should_stop()
                 if reason:
                     result.stopped_early = reason
                     return
+                started.append(persona.name)
                 plan = TickPlan(
                     run_id=run.run_id,
                     persona=persona.to_profile(),
@@ -158,14 +179,24 @@ async def execute_run(
                 await one(persona)
 
         try:
-            async with anyio.create_task_group() as tasks:
-                for group in sharing_groups(personas, spaces):
-                    tasks.start_soon(in_turn, group)
+            with stop.guard():
+                async with anyio.create_task_group() as tasks:
+                    for group in sharing_groups(personas, spaces):
+                        tasks.start_soon(in_turn, group)
         except BaseException:
             # What stopped the run matters more than failing to note its end.
             with suppress(RecordError):
-                await _end_run(store, run, "aborted")
+                await _end_run(store, run, "aborted", stop)
             raise
-    await _end_run(store, run, "failed" if result.failed else ("aborted" if result.stopped_early else "ok"))
+    finished = {t.persona.name for t in result.ticks}
+    result.aborted = [name for name in started if name not in finished]
+    result.not_started = [p.name for p in personas if p.name not in started]
+    if stop.signal_name:
+        result.stopped_by = stop.signal_name
+        run.config = {**run.config, "stopped_by": stop.signal_name}
+        status = "stopped"
+    else:
+        status = "failed" if result.failed else ("aborted" if result.stopped_early else "ok")
+    await _end_run(store, run, status, stop)
     result.ticks.sort(key=lambda t: t.persona.name)
     return result
