@@ -155,10 +155,13 @@ def test_a_second_signal_stops_at_once_and_still_records(tmp_path: Path, slow_pr
     assert stop_line(stderr, "SIGTERM") == (0, {persona for persona, _ in ticks}, 2)
 
 
-def test_the_embedded_product_leaves_no_temporary_data_when_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delay", ["1s", "60s"], ids=["slow-tools", "hanging-tools"])
+def test_the_embedded_product_leaves_no_temporary_data_when_stopped(tmp_path: Path, delay: str) -> None:
+    """Calls still hanging in the embedded product when the grace ends do not hold the exit either."""
     db, scratch = tmp_path / "r.db", tmp_path / "tmp"
     scratch.mkdir()
-    run = start_run(db, *SLOW_TOOLS, "--grace", "1s", env={"TMPDIR": str(scratch)})
+    delays = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}={delay}")]
+    run = start_run(db, *delays, "--grace", "1s", env={"TMPDIR": str(scratch)})
     deadline = time.monotonic() + 90
     while not _run_begun(db):  # the embedded product is up and seeded: ticks are starting
         assert time.monotonic() < deadline and run.poll() is None, "the run did not begin"
@@ -168,6 +171,7 @@ def test_the_embedded_product_leaves_no_temporary_data_when_stopped(tmp_path: Pa
     elapsed, stderr = stop_run(run, signal.SIGTERM)
     assert run.returncode == 0, stderr
     assert elapsed < 1 + STOP_MARGIN
+    assert "Traceback" not in stderr
     ticks = assert_recorded_whole(db, "SIGTERM")
     finished, aborted, never_started = stop_line(stderr, "SIGTERM")
     assert len(ticks) == finished + len(aborted) and finished + len(aborted) + never_started == len(PERSONAS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import socket
 import threading
 import time
@@ -251,13 +252,36 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+class _FromThread(logging.Filter):
+    """Drops the records one server thread logs, leaving every other server's alone."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != self.thread_name
+
+
+#: How long a forced stop may take: closing sockets and cancelling what was left, no waiting.
+FORCED_STOP_SECONDS = 3.0
+
+
 class BackgroundServer:
     """Runs an ASGI app with uvicorn in a daemon thread; a context manager that
-    returns once the socket accepts connections and shuts down cleanly on exit."""
+    returns once the socket accepts connections and shuts down cleanly on exit.
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+    On exit the requests still being answered get `shutdown_grace` seconds to finish;
+    after that the server stops without them, so a client that went away mid-call
+    (a stopped run) never holds its owner's exit for longer.
+    """
+
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int | None = None, *, shutdown_grace: float = 15.0
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.shutdown_grace = shutdown_grace
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False
         )
@@ -286,7 +310,18 @@ class BackgroundServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=self.shutdown_grace)
+        if self._thread.is_alive():
+            # uvicorn then skips waiting for open connections and the lifespan's shutdown. The
+            # requests left are cancelled, each with a traceback that would only say so: not logged.
+            quiet = _FromThread(self._thread.name)
+            uvicorn_log = logging.getLogger("uvicorn.error")
+            uvicorn_log.addFilter(quiet)
+            try:
+                self._server.force_exit = True
+                self._thread.join(timeout=FORCED_STOP_SECONDS)
+            finally:
+                uvicorn_log.removeFilter(quiet)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

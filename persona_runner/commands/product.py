@@ -35,6 +35,11 @@ def build_product_app(config: ServerConfig) -> Starlette:
         ) from None
 
 
+#: The embedded product serves only this run: once the run is over, a call still being
+#: answered belongs to a tick already recorded as aborted, so it is not waited for long.
+EMBEDDED_SHUTDOWN_GRACE = 1.0
+
+
 @contextmanager
 def embedded_product(faults: list[str], delays: list[str], id_seed: int) -> Iterator[tuple[str, str]]:
     """A fresh reference product on a free loopback port, with a throwaway database and admin
@@ -45,5 +50,5 @@ def embedded_product(faults: list[str], delays: list[str], id_seed: int) -> Iter
             data=f"{tmp}/product.db", admin_token=admin_token, faults=faults, delays=delays, id_seed=id_seed
         )
         app = build_product_app(config)
-        with BackgroundServer(app) as server:
+        with BackgroundServer(app, shutdown_grace=EMBEDDED_SHUTDOWN_GRACE) as server:
             yield server.url, admin_token
