@@ -24,6 +24,11 @@ COMMANDS = (
         "Tick every persona once against a product and print what they did and thought.",
     ),
     LazyCommand(
+        "soak",
+        "persona_runner.commands.soak:soak",
+        "Tick each persona whenever it is due, for hours, as one run; progress on stderr.",
+    ),
+    LazyCommand(
         "seed",
         "persona_runner.commands.seed:seed",
         "Create or update every persona (kind=persona, derived password) and shared space; idempotent.",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from persona_runner.drivers import DRIVERS
 from persona_runner.store import DEFAULT_DB, ENV_DB
 from persona_runner.util.durations import parse_duration
 from persona_runner.util.errors import UserError
@@ -74,6 +75,23 @@ GraceOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+# What `run` and `soak` share to play the personas (run.py still declares its own copies: to be moved here).
+PersonaOption = Annotated[
+    list[str] | None, typer.Option("--persona", help="Only this persona (repeatable). Default: all.")
+]
+DriverOption = Annotated[str, typer.Option(help=f"Who plays the personas: {', '.join(DRIVERS)}.")]
+ModelOption = Annotated[str | None, typer.Option(help="Model name for LLM drivers.")]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server URL (openai driver); default $OPENAI_BASE_URL."),
+]
+SeedOption = Annotated[int, typer.Option(help="Run seed: the same seed, personas and date give the same scripted day.")]
+MaxTurnsOption = Annotated[int, typer.Option(min=1, max=500, help="Most tool calls one persona makes in a tick.")]
+TimeoutOption = Annotated[float, typer.Option(min=1.0, help="Seconds one tick may take before it is cut off.")]
+ConcurrencyOption = Annotated[int, typer.Option(min=1, max=256, help="Personas ticking at once.")]
+LabelOption = Annotated[str | None, typer.Option(help="A name for this run, e.g. a build or commit.")]
 
 
 def store_from(db: str | None, *, create: bool = True) -> Engine:

@@ -16,16 +16,24 @@ from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.catalog_file import catalog_from
 from persona_runner.commands.options import (
     AdminTokenOption,
+    BaseUrlOption,
     CatalogOption,
+    ConcurrencyOption,
     DbOption,
     DelayOption,
+    DriverOption,
     FaultOption,
     GraceOption,
+    LabelOption,
+    MaxTurnsOption,
+    ModelOption,
+    PersonaOption,
+    SeedOption,
     TargetOption,
+    TimeoutOption,
     user_errors_from,
 )
 from persona_runner.credentials import seed_secret
-from persona_runner.drivers import DRIVERS
 from persona_runner.run.stopping import DEFAULT_GRACE, Stop
 from persona_runner.util.errors import UserError
 
@@ -33,23 +41,16 @@ from persona_runner.util.errors import UserError
 def run(
     target: TargetOption = None,
     admin_token: AdminTokenOption = None,
-    persona: Annotated[
-        list[str] | None, typer.Option("--persona", help="Only this persona (repeatable). Default: all.")
-    ] = None,
-    driver: Annotated[str, typer.Option(help=f"Who plays the personas: {', '.join(DRIVERS)}.")] = "scripted",
-    model: Annotated[str | None, typer.Option(help="Model name for LLM drivers.")] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", help="OpenAI-compatible server URL (openai driver); default $OPENAI_BASE_URL."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Run seed: the same seed, personas and date give the same scripted day.")
-    ] = 0,
-    max_turns: Annotated[int, typer.Option(min=1, max=500, help="Most tool calls one persona makes in a tick.")] = 20,
-    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds one tick may take before it is cut off.")] = 120.0,
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Personas ticking at once.")] = 4,
+    persona: PersonaOption = None,
+    driver: DriverOption = "scripted",
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    seed: SeedOption = 0,
+    max_turns: MaxTurnsOption = 20,
+    timeout: TimeoutOption = 120.0,
+    concurrency: ConcurrencyOption = 4,
     catalog: CatalogOption = None,
-    label: Annotated[str | None, typer.Option(help="A name for this run, e.g. a build or commit.")] = None,
+    label: LabelOption = None,
     db: DbOption = None,
     tick_date: Annotated[
         str | None, typer.Option("--date", help="The day the personas live through (ISO). Default: today, UTC.")

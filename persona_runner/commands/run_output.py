@@ -3,6 +3,7 @@ module, and where the results went."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from statistics import mean
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.text import Text
 from persona_runner.drivers.cassette import Cassette
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import RunResult
+from persona_runner.run.soak import SoakStatus
 from persona_runner.run.stopping import Stop
 from persona_runner.store.db import describe, resolve_url
 
@@ -26,9 +28,10 @@ def print_tick_failure(record: TickRecord) -> None:
     err.print(f"[red]{escape(record.persona.name)}[/]: {record.status}: {escape(record.error or '')}")
 
 
-def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None) -> None:
-    """Everything said once the run is over, ending with the command to read next."""
-    print_run(result)
+def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None, *, each_tick: bool = True) -> None:
+    """Everything said once the run is over, ending with the command to read next; a table of the
+    ticks unless `each_tick` is false (a soak's hundreds of ticks are counted instead)."""
+    print_run(result, each_tick=each_tick)
     if cassette and cassette.replaying and cassette.drift:
         err.print(
             f"[yellow]replay:[/] {len(cassette.drift)} tool result(s) differed from the recording; "
@@ -39,7 +42,16 @@ def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None) 
     )
 
 
-def print_run(result: RunResult) -> None:
+def print_run(result: RunResult, *, each_tick: bool = True) -> None:
+    if each_tick:
+        _print_ticks(result)
+    else:
+        out.print(f"Run {result.run_id}: {len(result.ticks)} ticks, {len(result.failed)} failed")
+    _print_modules(result)
+    _print_stop(result)
+
+
+def _print_ticks(result: RunResult) -> None:
     table = Table(title=f"Run {result.run_id}", title_justify="left")
     for column, justify in (
         ("persona", "left"),
@@ -64,6 +76,9 @@ def print_run(result: RunResult) -> None:
         )
     if result.ticks:  # a run stopped before any tick finished has no table to show
         out.print(table)
+
+
+def _print_modules(result: RunResult) -> None:
     modules = sorted({call.module for t in result.ticks for call in t.calls})
     for module in modules:
         calls = [c for t in result.ticks for c in t.calls if c.module == module]
@@ -71,6 +86,9 @@ def print_run(result: RunResult) -> None:
         error_rate = sum(1 for c in calls if c.product_error) / len(calls)
         rated = f"mean rating {mean(ratings):.1f} ({len(ratings)} ratings)" if ratings else "no ratings"
         out.print(f"  {escape(module):<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
+
+
+def _print_stop(result: RunResult) -> None:
     if result.stopped_early:
         err.print(f"[yellow]stopped early:[/] {escape(result.stopped_early)}")
     if result.stopped_by:
@@ -93,10 +111,33 @@ class StopNotice(ProgressColumn):
         self.stop = stop
 
     def render(self, task: Task) -> Text:
-        if not self.stop.requested:
-            return Text("")
-        return Text(
-            f"stopping on {self.stop.signal_name}: ticks in flight have {self.stop.grace:g} s to finish; "
-            f"{self.stop.signal_name} again stops them at once",
-            style="yellow",
-        )
+        return stop_notice(self.stop)
+
+
+def stop_notice(stop: Stop) -> Text:
+    """Once a signal came: what the ticks in flight are given, and how to stop them now; empty before."""
+    if not stop.requested:
+        return Text("")
+    return Text(
+        f"stopping on {stop.signal_name}: ticks in flight have {stop.grace:g} s to finish; "
+        f"{stop.signal_name} again stops them at once",
+        style="yellow",
+    )
+
+
+def soak_status_line(status: SoakStatus, now: datetime) -> str:
+    """How a soak is going, in one line: how long it ran (and will run), ticks done and failed,
+    calls per second, ticks in flight and who is due next."""
+    elapsed = now - status.started_at
+    length = f" of {_clock(status.ends_at - status.started_at)}" if status.ends_at else ""
+    rate = status.calls / max(elapsed.total_seconds(), 1.0)
+    next_up = f"next {status.next_up[0]} at {status.next_up[1]:%H:%M:%S} UTC" if status.next_up else "all in flight"
+    return (
+        f"soak {_clock(elapsed)}{length} · ticks {status.done} done, {status.failed} failed · {rate:.1f} calls/s"
+        f" · {status.in_flight} in flight · {next_up}"
+    )
+
+
+def _clock(span: timedelta) -> str:
+    """A span as H:MM:SS, whole seconds."""
+    return str(timedelta(seconds=int(span.total_seconds())))

@@ -3,6 +3,7 @@ and stop in order on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -51,23 +52,28 @@ class RunPlan:
         )
 
 
-def execute(plan: RunPlan, target: Target, stop: Stop) -> RunResult | None:
-    """Check the target, open the store, seed, then tick: nothing is written before the product answered.
+#: What ticks the personas once the product is ready: `run`'s one pass, or a soak.
+Ticking = Callable[[RunPlan, Target, Engine, Stop], Awaitable[RunResult]]
+
+
+def execute(plan: RunPlan, target: Target, stop: Stop, ticking: Ticking | None = None) -> RunResult | None:
+    """Check the target, open the store, seed, then tick (one pass unless `ticking` says otherwise):
+    nothing is written before the product answered.
 
     Signals stop the run as `stop` says; one that comes before any tick started ends the
     preparation at once and the run is not begun (None), since there is nothing to keep.
     """
-    return anyio.run(_execute, plan, target, stop)
+    return anyio.run(_execute, plan, target, stop, ticking or _tick)
 
 
-async def _execute(plan: RunPlan, target: Target, stop: Stop) -> RunResult | None:
+async def _execute(plan: RunPlan, target: Target, stop: Stop, ticking: Ticking) -> RunResult | None:
     async with stop.watching_signals():
         store = None
         with stop.guard(grace=0):
             store = await _prepare(plan, target)
         if store is None or stop.requested:
             return None
-        return await _tick(plan, target, store, stop)
+        return await ticking(plan, target, store, stop)
 
 
 async def _prepare(plan: RunPlan, target: Target) -> Engine:

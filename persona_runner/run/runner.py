@@ -12,10 +12,11 @@ flight get the grace to finish, and the run is recorded as `stopped`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import anyio
 from sqlalchemy.engine import Engine
@@ -110,6 +111,51 @@ async def _end_run(store: Engine, run: Run, status: str, stop: Stop) -> None:
         )
 
 
+async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[PersonaSpec], **config: Any) -> Run:
+    """A new run under a fresh id, on record as `running`; `config` adds what this kind of run was asked
+    beyond the settings."""
+    run = Run(
+        run_id=new_run_id(),
+        label=settings.label,
+        target=settings.target,
+        driver=settings.driver,
+        model=settings.model,
+        seed=settings.seed,
+        config={
+            **config,
+            "max_turns": settings.max_turns,
+            "timeout": settings.timeout,
+            "personas": [p.name for p in personas],
+        },
+    )
+    await anyio.to_thread.run_sync(_write_run, store, run)
+    return run
+
+
+@asynccontextmanager
+async def aborted_on_error(store: Engine, run: Run, stop: Stop) -> AsyncIterator[None]:
+    """Record the run as `aborted` when the block raises or is cancelled from outside, then let that go on."""
+    try:
+        yield
+    except BaseException:
+        # What stopped the run matters more than failing to note its end.
+        with suppress(RecordError):
+            await _end_run(store, run, "aborted", stop)
+        raise
+
+
+async def end_run(store: Engine, run: Run, result: RunResult, stop: Stop) -> None:
+    """Record how a run that came to its end ended: `stopped` by a signal (named in its config and in
+    `result`), `failed` when ticks failed, `aborted` when it stopped early, else `ok`."""
+    if stop.signal_name:
+        result.stopped_by = stop.signal_name
+        run.config = {**run.config, "stopped_by": stop.signal_name}
+        status = "stopped"
+    else:
+        status = "failed" if result.failed else ("aborted" if result.stopped_early else "ok")
+    await _end_run(store, run, status, stop)
+
+
 async def execute_run(
     settings: RunSettings,
     personas: list[PersonaSpec],
@@ -130,21 +176,7 @@ async def execute_run(
     is recorded as `aborted`, its ticks in flight too.
     """
     stop = stop or Stop()
-    run = Run(
-        run_id=new_run_id(),
-        label=settings.label,
-        target=settings.target,
-        driver=settings.driver,
-        model=settings.model,
-        seed=settings.seed,
-        config={
-            "tick_date": settings.tick_date.isoformat(),
-            "max_turns": settings.max_turns,
-            "timeout": settings.timeout,
-            "personas": [p.name for p in personas],
-        },
-    )
-    await anyio.to_thread.run_sync(_write_run, store, run)
+    run = await begin_run(store, settings, personas, tick_date=settings.tick_date.isoformat())
     result = RunResult(run_id=run.run_id, ticks=[])
     limiter = anyio.Semaphore(max(1, settings.concurrency))
     started: list[str] = []
@@ -178,25 +210,14 @@ async def execute_run(
             for persona in group:
                 await one(persona)
 
-        try:
+        async with aborted_on_error(store, run, stop):
             with stop.guard():
                 async with anyio.create_task_group() as tasks:
                     for group in sharing_groups(personas, spaces):
                         tasks.start_soon(in_turn, group)
-        except BaseException:
-            # What stopped the run matters more than failing to note its end.
-            with suppress(RecordError):
-                await _end_run(store, run, "aborted", stop)
-            raise
     finished = {t.persona.name for t in result.ticks}
     result.aborted = [name for name in started if name not in finished]
     result.not_started = [p.name for p in personas if p.name not in started]
-    if stop.signal_name:
-        result.stopped_by = stop.signal_name
-        run.config = {**run.config, "stopped_by": stop.signal_name}
-        status = "stopped"
-    else:
-        status = "failed" if result.failed else ("aborted" if result.stopped_early else "ok")
-    await _end_run(store, run, status, stop)
+    await end_run(store, run, result, stop)
     result.ticks.sort(key=lambda t: t.persona.name)
     return result

@@ -1,0 +1,221 @@
+"""`persona-runner soak`: keep ticking the personas as they fall due, for hours, as one run.
+
+This module reads the command line and shows progress; `run.soak` schedules the ticks, and
+the product, the seeding and the output are `run`'s (`run_target`, `run_session`, `run_output`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text
+
+from persona_runner.commands.catalog_file import catalog_from
+from persona_runner.commands.options import (
+    AdminTokenOption,
+    BaseUrlOption,
+    CatalogOption,
+    ConcurrencyOption,
+    DbOption,
+    DriverOption,
+    GraceOption,
+    LabelOption,
+    MaxTurnsOption,
+    ModelOption,
+    PersonaOption,
+    SeedOption,
+    TargetOption,
+    TimeoutOption,
+    user_errors_from,
+)
+from persona_runner.credentials import seed_secret
+from persona_runner.run.stopping import DEFAULT_GRACE, Stop
+from persona_runner.util.durations import parse_duration
+from persona_runner.util.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from persona_runner.commands.run_session import RunPlan, Ticking
+    from persona_runner.commands.run_target import Target
+    from persona_runner.run.recorder import TickRecord
+    from persona_runner.run.runner import RunResult
+    from persona_runner.run.soak import SoakStatus
+
+#: How often the progress is said when stderr is not a terminal (a log keeps every line).
+PLAIN_EVERY = 30.0
+
+
+def soak(
+    duration: Annotated[
+        str | None, typer.Option(help="How long to soak: 30m, 8h, 1d. Default: until SIGTERM or SIGINT.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Soak until this time of day, HH:MM UTC (the next one to come).")
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option(help="Tick each persona this often (10m, 2s), instead of its catalog cadence.")
+    ] = None,
+    concurrency: ConcurrencyOption = 4,
+    target: TargetOption = None,
+    admin_token: AdminTokenOption = None,
+    label: LabelOption = None,
+    db: DbOption = None,
+    grace: GraceOption = DEFAULT_GRACE,
+    persona: PersonaOption = None,
+    driver: DriverOption = "scripted",
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    seed: SeedOption = 0,
+    max_turns: MaxTurnsOption = 20,
+    timeout: TimeoutOption = 120.0,
+    catalog: CatalogOption = None,
+) -> None:
+    """Tick each persona whenever it is due, for hours, as one run; progress on stderr.
+
+    A persona is due by its catalog cadence, or every --every; it ticks as soon as one of
+    --concurrency slots is free, never twice at once, and never beside a persona it shares a
+    space with. The soak ends after --duration, at --until or on SIGTERM/SIGINT: no tick
+    starts, ticks in flight get --grace to finish. Without --target a fresh reference product
+    is started and seeded. Exit 0 when every tick ran or a signal stopped the soak, 1 when
+    ticks failed, 2 on usage errors. One soak is one run: `report --run` and `gate` read it.
+
+    Example: persona-runner soak --duration 8h --every 10m --target http://127.0.0.1:8765
+    """
+    from persona_runner.commands.run_drivers import choose_driver
+    from persona_runner.commands.run_output import print_outcome, print_stopped_before_the_run
+    from persona_runner.commands.run_session import RunPlan, execute
+    from persona_runner.commands.run_target import prepared_target
+    from persona_runner.run.client import ProductError
+    from persona_runner.run.recorder import RecordError
+
+    if duration and until:
+        raise UserError("--duration and --until both say when the soak ends: give one")
+    length, interval = _interval(duration, "--duration"), _interval(every, "--every")
+    ends_by = _until(until, datetime.now(UTC))
+    loaded = catalog_from(catalog)
+    personas = loaded.select(persona or [])
+    drivers = choose_driver(
+        driver,
+        model=model,
+        base_url=base_url,
+        cassette=None,
+        max_tokens_per_tick=None,
+        max_tokens_per_run=None,
+        sample=personas[0].to_profile(),
+    )
+    plan = RunPlan(
+        catalog=loaded,
+        personas=personas,
+        secret=seed_secret(),
+        drivers=drivers,
+        db=db,
+        seed=seed,
+        max_turns=max_turns,
+        timeout=timeout,
+        concurrency=concurrency,
+        label=label,
+        tick_date=None,
+    )
+    stop = Stop(grace)
+    with (
+        stop.catching_signals(),  # from before the embedded product starts until it is gone
+        user_errors_from(ProductError, RecordError),
+        prepared_target(target, admin_token, [], [], seed) as product,
+    ):
+        result = execute(plan, product, stop, _soaking(length, ends_by, interval))
+    if result is None:
+        print_stopped_before_the_run(stop)
+        return
+    print_outcome(result, None, db, each_tick=False)
+    if result.failed and not result.stopped_by:
+        raise typer.Exit(1)
+
+
+def _until(text: str | None, now: datetime) -> datetime | None:
+    """The next moment (UTC) at the time of day `text` (HH:MM) says."""
+    if text is None:
+        return None
+    try:
+        clock = time.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--until {text!r} is not a time of day like 06:00 (UTC)") from None
+    moment = datetime.combine(now.date(), clock.replace(tzinfo=UTC))
+    return moment if moment > now else moment + timedelta(days=1)
+
+
+def _interval(text: str | None, flag: str) -> timedelta | None:
+    if text is None:
+        return None
+    seconds = parse_duration(text, flag)
+    if seconds <= 0:
+        raise UserError(f"{flag} {text!r}: give a length above 0s")
+    return timedelta(seconds=seconds)
+
+
+def _soaking(duration: timedelta | None, until: datetime | None, every: timedelta | None) -> Ticking:
+    """The soak's way of ticking the personas of a run plan, once the product is ready."""
+
+    async def soaking(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> RunResult:
+        from persona_runner.commands.run_output import print_tick_failure
+        from persona_runner.run.runner import RAN_STATUSES
+        from persona_runner.run.soak import SoakSettings, SoakStatus, execute_soak
+
+        def ended(record: TickRecord) -> None:
+            if record.status not in RAN_STATUSES:
+                print_tick_failure(record)
+
+        status = SoakStatus()
+        with _progress(lambda: _status_line(status, stop)):
+            return await execute_soak(
+                SoakSettings(plan.settings(target.url), duration, until, every),
+                plan.personas,
+                secret=plan.secret,
+                store=store,
+                make_driver=plan.drivers.new_driver,
+                spaces=plan.catalog.spaces,
+                stop=stop,
+                status=status,
+                on_tick=ended,
+            )
+
+    return soaking
+
+
+def _status_line(status: SoakStatus, stop: Stop) -> Text:
+    from persona_runner.commands.run_output import soak_status_line, stop_notice
+
+    line = Text(soak_status_line(status, datetime.now(UTC)))
+    notice = stop_notice(stop)
+    return Text.assemble(line, " · ", notice) if notice else line
+
+
+@contextmanager
+def _progress(line: Callable[[], Text]) -> Iterator[None]:
+    """`line` kept live on a terminal; said every PLAIN_EVERY seconds to anything else, e.g. a log."""
+    from rich.live import Live
+
+    from persona_runner.commands.run_output import err
+
+    if err.is_terminal:
+        with Live(get_renderable=line, console=err, transient=True, refresh_per_second=2):
+            yield
+        return
+    done = threading.Event()
+
+    def say() -> None:
+        while not done.wait(PLAIN_EVERY):
+            err.print(line(), highlight=False)
+
+    speaker = threading.Thread(target=say, name="soak progress", daemon=True)
+    speaker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        speaker.join()
