@@ -1,7 +1,14 @@
-"""Writing one tick to the results store: everything in one transaction, or nothing.
+"""Writing a tick to the results store, in three kinds of write.
+
+Its row goes in as `running` when it starts (`start_tick`); its calls follow
+in batches while it plays (`append_actions`, which also beats the heartbeat
+of the ticks in flight); when it ends, its status, counts, feedback,
+transcript and the persona's last activity go in one transaction
+(`save_tick`). Each write is retried while the store is briefly locked or
+unreachable (`store.retry`), and ends in a RecordError when it stays so.
 
 Ids are deterministic (`{tick_id}:{seq}`, `{tick_id}:{module}`) and rows are
-merged, so writing the same tick twice leaves exactly one copy of it.
+merged, so writing the same rows twice leaves exactly one copy of them.
 """
 
 from __future__ import annotations
@@ -10,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete, inspect
+from sqlalchemy import Table, delete, inspect, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -20,15 +27,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
 from persona_runner.domain import CallOutcome, PersonaProfile, Rating
-from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Tick, Transcript, utcnow
+from persona_runner.run.owner import this_process
+from persona_runner.store.models import (
+    TICK_RUNNING,
+    Persona,
+    PersonaAction,
+    PersonaFeedback,
+    Tick,
+    Transcript,
+    utcnow,
+)
+from persona_runner.store.retry import retrying
 from persona_runner.util.canonical import input_hash
 from persona_runner.util.text import truncate
 
 EXCERPT_LIMIT = 2000
+#: Rows in one INSERT: a batch of many ticks' calls stays under every database's limit on bound parameters.
+ROWS_PER_INSERT = 1000
+T = TypeVar("T")
 
 
 class RecordError(Exception):
-    """The tick (or the persona rows) could not be written; nothing of it was."""
+    """A write (of a tick, its calls, the persona rows) could not be made; nothing of that write was."""
 
 
 @dataclass
@@ -80,8 +100,10 @@ class TickRecord:
     model: str | None
     started_at: datetime = field(default_factory=utcnow)
     ended_at: datetime | None = None
-    status: str = "ok"
+    status: str = "running"
     error: str | None = None
+    #: Why the results store would not take this tick (None: it did), for the run to say so.
+    store_error: str | None = None
     calls: list[RecordedCall] = field(default_factory=list)
     ratings: list[Rating] = field(default_factory=list)
     tokens_in: int = 0
@@ -102,32 +124,70 @@ class TickRecord:
         return f"{len(self.calls)} calls ({self.errors} errors) across {modules}"
 
 
-def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
-    """Write the tick, its actions, feedback, transcript and (once it logged in) the persona's last activity atomically.
+def start_tick(engine: Engine, record: TickRecord, cadence: str) -> str:
+    """Put the tick on record as `running`, its persona's row too; the persona's id in the store.
 
-    Each table gets one upsert keyed by the deterministic ids, and rows a
-    previous attempt at the same tick wrote beyond this one are removed, so
-    after a retry the store holds exactly this record.
+    Before the login, the product's id for the persona is not known: a persona
+    the store has never seen is keyed by its email (see `ensure_persona`).
+    """
+
+    def write() -> str:
+        with Session(engine) as session, session.begin():
+            persona = ensure_persona(session, record.persona, cadence, None)
+            session.flush()
+            _upsert(session, [_tick(record, persona.user_id, None)])
+            return persona.user_id
+
+    return _recorded(f"tick {record.tick_id}", write)
+
+
+def append_actions(engine: Engine, actions: Sequence[PersonaAction], beating: Sequence[str]) -> None:
+    """One transaction: refresh the heartbeat of the ticks `beating` (those still running), then add `actions`.
+
+    The tick rows are touched before the actions, in the order `save_tick`
+    takes them, so two writers of one tick never wait on each other in a circle.
+    """
+
+    def write() -> None:
+        with Session(engine) as session, session.begin():
+            if beating:
+                session.execute(
+                    update(Tick).where(col(Tick.tick_id).in_(beating), TICK_RUNNING).values(heartbeat_at=utcnow())
+                )
+            _upsert(session, actions)
+
+    _recorded(f"the calls of {len({a.tick_id for a in actions})} ticks", write)
+
+
+def save_tick(engine: Engine, record: TickRecord, cadence: str, *, calls_written: int = 0) -> None:
+    """Write the finished tick, its feedback, transcript, the calls not yet written and (once it logged in)
+    the persona's last activity, atomically.
+
+    `calls_written` says how many of the first calls `append_actions` already
+    wrote: only the rest are sent. Each table gets one upsert keyed by the
+    deterministic ids, and rows a previous attempt at the same tick wrote beyond
+    this one are removed, so after a retry the store holds exactly this record.
     """
     ended = record.ended_at or utcnow()
-    try:
+
+    def write() -> None:
         with Session(engine) as session, session.begin():
             persona = ensure_persona(session, record.persona, cadence, record.persona_id)
             if record.persona_id is not None:  # it logged in: a refused login is no activity
                 persona.last_active_at = ended
                 session.add(persona)
             session.flush()
-            actions, feedback = _actions(record, persona.user_id), _feedback(record, persona.user_id, ended)
+            feedback = _feedback(record, persona.user_id, ended)
             for rows in (
                 [_tick(record, persona.user_id, ended)],
-                actions,
+                [action_row(record, call, persona.user_id) for call in record.calls[calls_written:]],
                 feedback,
                 [Transcript(tick_id=record.tick_id, body=record.transcript)],
             ):
                 _upsert(session, rows)
             session.execute(
                 delete(PersonaAction).where(
-                    col(PersonaAction.tick_id) == record.tick_id, col(PersonaAction.seq) >= len(actions)
+                    col(PersonaAction.tick_id) == record.tick_id, col(PersonaAction.seq) >= len(record.calls)
                 )
             )
             kept = [row.module for row in feedback]
@@ -136,11 +196,20 @@ def save_tick(engine: Engine, record: TickRecord, cadence: str) -> None:
                     col(PersonaFeedback.tick_id) == record.tick_id, col(PersonaFeedback.module).not_in(kept)
                 )
             )
+
+    _recorded(f"tick {record.tick_id}", write)
+
+
+def _recorded(what: str, write: Callable[[], T]) -> T:
+    """`write()` through the store's retry; a write it could not make in the end is a RecordError naming `what`."""
+    try:
+        return retrying(write)
     except SQLAlchemyError as exc:
-        raise RecordError(f"could not record tick {record.tick_id}: {getattr(exc, 'orig', exc)}") from None
+        raise RecordError(f"could not record {what}: {getattr(exc, 'orig', None) or exc}") from None
 
 
-def _tick(record: TickRecord, persona_id: str, ended: datetime) -> Tick:
+def _tick(record: TickRecord, persona_id: str, ended: datetime | None) -> Tick:
+    """The tick's row as it stands: `running` with no end yet, or finished at `ended`."""
     return Tick(
         tick_id=record.tick_id,
         run_id=record.run_id,
@@ -157,30 +226,30 @@ def _tick(record: TickRecord, persona_id: str, ended: datetime) -> Tick:
         errors=record.errors,
         tokens_in=record.tokens_in,
         tokens_out=record.tokens_out,
-        summary=record.summary(),
+        summary=None if record.status == "running" else record.summary(),
         error=record.error,
+        runner=str(this_process()),
+        heartbeat_at=ended or utcnow(),
     )
 
 
-def _actions(record: TickRecord, persona_id: str) -> list[PersonaAction]:
-    return [
-        PersonaAction(
-            id=f"{record.tick_id}:{call.seq}",
-            persona_id=persona_id,
-            tick_id=record.tick_id,
-            run_id=record.run_id,
-            seq=call.seq,
-            tool_name=call.outcome.tool,
-            module=call.module,
-            input_hash=call.input_hash,
-            result=call.outcome.outcome,
-            probe=call.outcome.probe,
-            error_message=call.outcome.error,
-            latency_ms=call.outcome.latency_ms,
-            created_at=call.at,
-        )
-        for call in record.calls
-    ]
+def action_row(record: TickRecord, call: RecordedCall, persona_id: str) -> PersonaAction:
+    """The `persona_actions` row of one call; `persona_id` is the persona's id in the store."""
+    return PersonaAction(
+        id=f"{record.tick_id}:{call.seq}",
+        persona_id=persona_id,
+        tick_id=record.tick_id,
+        run_id=record.run_id,
+        seq=call.seq,
+        tool_name=call.outcome.tool,
+        module=call.module,
+        input_hash=call.input_hash,
+        result=call.outcome.outcome,
+        probe=call.outcome.probe,
+        error_message=call.outcome.error,
+        latency_ms=call.outcome.latency_ms,
+        created_at=call.at,
+    )
 
 
 def _feedback(record: TickRecord, persona_id: str, ended: datetime) -> list[PersonaFeedback]:
@@ -204,18 +273,21 @@ UPSERTS: dict[str, Callable[[Table], Any]] = {"sqlite": sqlite_insert, "postgres
 
 
 def _upsert(session: Session, rows: Sequence[SQLModel]) -> None:
-    """Insert rows of one table in one statement, replacing any with the same primary key."""
+    """Insert rows of one table in one statement (per `ROWS_PER_INSERT`), replacing any with the same primary key."""
     if not rows:
         return
     table = inspect(type(rows[0])).local_table
-    values = [{column.name: getattr(row, column.name) for column in table.columns} for row in rows]
-    statement = UPSERTS[session.get_bind().dialect.name](table).values(values)
     keys = [column.name for column in table.primary_key.columns]
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=keys, set_={name: statement.excluded[name] for name in values[0] if name not in keys}
+    insert = UPSERTS[session.get_bind().dialect.name]
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        values = [{column.name: getattr(row, column.name) for column in table.columns} for row in chunk]
+        statement = insert(table).values(values)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=keys, set_={name: statement.excluded[name] for name in values[0] if name not in keys}
+            )
         )
-    )
 
 
 PROFILE_FIELDS = ("email", "name", "archetype", "system_prompt", "module_mix", "tick_cadence", "style", "locale")
@@ -227,7 +299,8 @@ def ensure_persona(session: Session, profile: PersonaProfile, cadence: str, prod
     The store's persona id is fixed the first time a persona is seen: a new
     product (another target, a fresh embedded one) hands out new user ids, and
     the persona's history must not split or clash because of it. A persona
-    that has never logged in is keyed by its email until it does.
+    first seen before the product named it (a tick goes on record before its
+    login; a refused login) is keyed by its email, and stays so.
     """
     row = session.exec(select(Persona).where(Persona.email == profile.email)).first()
     row = row or session.exec(select(Persona).where(Persona.name == profile.name)).first()

@@ -1,13 +1,14 @@
 """One tick of one persona, start to persisted rows.
 
-    login -> spaces -> MCP session -> tools/list -> driver.play (<= max_turns calls)
-          -> driver.rate -> one transaction with everything
+    tick row `running` -> login -> spaces -> MCP session -> tools/list
+          -> driver.play (<= max_turns calls, each streamed to the store)
+          -> driver.rate -> one transaction with the end of it
 
 Whatever goes wrong (refused login, dead gateway, a tool that hangs past the
-tick's timeout, a driver that fails) becomes this tick's status and reason;
-the calls made before it are still recorded, and other personas carry on.
-A run stopped in the middle of a tick (Ctrl-C) records that tick as `aborted`
-with the calls it made.
+tick's timeout, a driver that fails, a store that stays unavailable) becomes
+this tick's status and reason; the calls made before it are still recorded,
+and other personas carry on. A run stopped in the middle of a tick (Ctrl-C)
+records that tick as `aborted` with the calls it made.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from persona_runner.run.client import (
     personal_space,
     root_cause,
 )
-from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord, save_tick
+from persona_runner.run.live_tick import LiveTick
+from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord
 from persona_runner.store.models import utcnow
 from persona_runner.util.text import truncate
 
@@ -86,8 +88,9 @@ class TickTimeout(Exception):
 class _Recorder:
     """Implements the driver's `act`: every call is timed, bounded by the tick's deadline and recorded."""
 
-    def __init__(self, record: TickRecord, mcp: McpSession, day: Day, deadline: float, timeout: float) -> None:
-        self.record = record
+    def __init__(self, live: LiveTick, mcp: McpSession, day: Day, deadline: float, timeout: float) -> None:
+        self.live = live
+        self.record = live.record
         self.mcp = mcp
         self.day = day
         self.deadline = deadline
@@ -138,7 +141,7 @@ class _Recorder:
         return outcome
 
     def _add(self, outcome: CallOutcome) -> None:
-        self.record.calls.append(
+        self.live.add(
             RecordedCall(
                 seq=len(self.record.calls), module=self.day.module_of(outcome.tool), outcome=outcome, at=utcnow()
             )
@@ -151,7 +154,7 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
         return "timeout", str(exc)
     if isinstance(exc, TimeoutError):
         return "timeout", f"tick exceeded its timeout of {plan.timeout:g} s after {calls} calls"
-    if isinstance(exc, ProductError | MindError):
+    if isinstance(exc, ProductError | MindError | RecordError):
         return "failed", str(exc)
     if isinstance(exc, httpx2.TransportError):
         return "failed", truncate(
@@ -164,9 +167,10 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
 async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine) -> TickRecord:
     """Play one persona's day against the product and record it.
 
-    Never raises for a product, driver or store failure: each becomes the tick's status and reason.
-    Being cancelled (the run is stopped) writes the day so far as `aborted`, then lets the
-    cancellation go on.
+    Never raises for a product, driver or store failure: each becomes the tick's status and reason
+    (a store that would not take the tick also sets `store_error`). The tick is on record as
+    `running` before the persona logs in, and its calls as they are made. Being cancelled (the run
+    is stopped) writes the day so far as `aborted`, then lets the cancellation go on.
     """
     record = TickRecord(
         tick_id=plan.tick_id,
@@ -186,36 +190,32 @@ async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, sto
         "driver": driver.name,
         "model": driver.model,
     }
-    deadline = time.monotonic() + plan.timeout
+    live = LiveTick(store, record, plan.cadence)
     verdict: Verdict | None = None
     try:
+        await live.open()
+        deadline = time.monotonic() + plan.timeout
         with anyio.fail_after(plan.timeout + GUARD_GRACE_SECONDS):
-            verdict = await _play_day(plan, client, driver, record, transcript, deadline)
+            verdict = await _play_day(plan, client, driver, live, transcript, deadline)
     except anyio.get_cancelled_exc_class():
         record.status, record.error = (
             "aborted",
             f"the run was stopped during this tick, after {len(record.calls)} calls",
         )
         with anyio.CancelScope(shield=True):
-            await _finish(plan, driver, record, transcript, None, store)
+            await _finish(driver, live, transcript, None)
         raise
     except Exception as raised:
         record.status, record.error = _classify(root_cause(raised), plan, len(record.calls))
-    await _finish(plan, driver, record, transcript, verdict, store)
+    await _finish(driver, live, transcript, verdict)
     return record
 
 
-async def _finish(
-    plan: TickPlan,
-    driver: Driver,
-    record: TickRecord,
-    transcript: dict[str, Any],
-    verdict: Verdict | None,
-    store: Engine,
-) -> None:
-    """Release the driver and write the tick: its verdict (when the day reached one), transcript and rows."""
+async def _finish(driver: Driver, live: LiveTick, transcript: dict[str, Any], verdict: Verdict | None) -> None:
+    """Release the driver and write the end of the tick: its verdict (when the day reached one), transcript and rows."""
+    record = live.record
     await driver.aclose()
-    if verdict is not None and record.status == "ok":
+    if verdict is not None and record.status == "running":
         record.status = verdict.status
         record.ratings = verdict.ratings
         transcript["verdict"] = {"status": verdict.status, "flags": verdict.flags, "raw_answer": verdict.raw_answer}
@@ -231,7 +231,7 @@ async def _finish(
     )
     record.transcript = transcript
     try:
-        await anyio.to_thread.run_sync(save_tick, store, record, plan.cadence)
+        await live.close()
     except RecordError as exc:
         # The day happened but could not be written: this tick fails, the others carry on.
         record.status, record.error = "failed", str(exc)
@@ -241,10 +241,11 @@ async def _play_day(
     plan: TickPlan,
     client: ProductClient,
     driver: Driver,
-    record: TickRecord,
+    live: LiveTick,
     transcript: dict[str, Any],
     deadline: float,
 ) -> Verdict:
+    record = live.record
     login = await client.login(plan.persona.email, plan.password)
     record.persona_id = login.user_id
     async with client.visit(login, lambda spaces: choose_space(plan, spaces)) as visit:
@@ -261,7 +262,7 @@ async def _play_day(
             tick_id=plan.tick_id,
             deadline=deadline,
         )
-        recorder = _Recorder(record, visit.mcp, day, deadline, plan.timeout)
+        recorder = _Recorder(live, visit.mcp, day, deadline, plan.timeout)
         with contextlib.suppress(TurnLimitReached):
             await driver.play(day, recorder.act)
         history = [call.outcome for call in record.calls]

@@ -13,6 +13,7 @@ from sqlmodel import create_engine
 
 from persona_runner.store import DEFAULT_DB, ENV_DB
 from persona_runner.store.models import ResultsTable
+from persona_runner.store.upgrade import upgrade_schema
 
 
 class StoreError(Exception):
@@ -77,7 +78,8 @@ def open_store(db: str | None = None, *, create: bool = True) -> Engine:
     """Return an engine on the results store.
 
     Commands that record pass create=True: they need write access and make
-    the schema. Commands that only read (report, gate, runs, personas) pass
+    the schema, or bring the one of a store an earlier version wrote up to
+    date. Commands that only read (report, gate, runs, personas) pass
     create=False: a read-only store still opens, and a mistyped path is an
     error instead of a new empty file. Raises StoreError with one actionable
     line when the location cannot be used (missing file or directory,
@@ -100,6 +102,7 @@ def open_store(db: str | None = None, *, create: bool = True) -> Engine:
     try:
         if create:
             ResultsTable.metadata.create_all(engine)
+            upgrade_schema(engine)  # a store an earlier version wrote gains today's columns
         elif missing := _missing_tables(engine):
             raise StoreError(
                 f"results store {describe(url)} has no tables {', '.join(missing)}; "

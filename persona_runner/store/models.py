@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, false
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, false, literal_column
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, col
 
@@ -54,6 +54,8 @@ class Run(ResultsTable, table=True):
     started_at: datetime = Field(default_factory=utcnow, index=True)
     ended_at: datetime | None = None
     status: str = "running"  # running | ok | failed | aborted
+    #: Why the run could not do all it should, e.g. ticks the results store would not take.
+    error: str | None = Field(default=None, sa_column=Column(Text))
     target: str
     driver: str
     model: str | None = None
@@ -72,7 +74,9 @@ class Tick(ResultsTable, table=True):
     tick_date: str  # ISO date the persona lived through
     started_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None
-    status: str  # ok | failed | timeout | aborted | rating_unparsed
+    #: running (being played, or left so by a process that died) | ok | failed | timeout | aborted
+    #: | interrupted (its process died; the calls it recorded are kept) | rating_unparsed
+    status: str
     driver: str
     model: str | None = None
     seed: int = 0
@@ -82,6 +86,16 @@ class Tick(ResultsTable, table=True):
     tokens_out: int = 0
     summary: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    #: The process playing (or that played) the tick, "host:pid:nonce": a later process can tell it is gone.
+    runner: str | None = None
+    #: Refreshed every few seconds while the tick runs: a `running` tick without one lately lost its process.
+    heartbeat_at: datetime | None = None
+
+
+#: A tick still being played, or left so by a process that died. The value is a literal, not a
+#: bound parameter, so the partial index below (ticks in flight only) serves the query.
+TICK_RUNNING = col(Tick.status) == literal_column("'running'")
+Index("ix_ticks_running", col(Tick.heartbeat_at), sqlite_where=TICK_RUNNING, postgresql_where=TICK_RUNNING)
 
 
 class PersonaAction(ResultsTable, table=True):

@@ -1,0 +1,87 @@
+"""Ticks whose process died mid-tick: marked `interrupted`, keeping the calls they recorded.
+
+A tick is `running` on record from its start, its process refreshes its
+heartbeat every few seconds and writes its end. A process killed outright
+(`kill -9`, the OOM killer, a machine lost) does neither, so a later process
+reaps what it left: a `running` tick whose owner is known dead (same host,
+see `Owner.is_gone`), or whose heartbeat is older than `STALE_AFTER`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from persona_runner.run.owner import Owner, this_process
+from persona_runner.store.models import PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Tick
+
+#: A live process refreshes its ticks' heartbeat every few seconds, but a write may keep retrying a
+#: locked or unreachable store for a minute (`STORE_RETRY_SECONDS`, plus SQLite's busy wait): only
+#: longer than all that without a heartbeat means the process is gone.
+STALE_AFTER = timedelta(minutes=2)
+
+
+def reap_interrupted(engine: Engine, now: datetime) -> list[str]:
+    """Mark `interrupted` every `running` tick whose process is gone, with the count of the calls it
+    recorded and why; the ids of the ticks marked. A tick that ends meanwhile keeps its own end."""
+    with Session(engine) as session, session.begin():
+        running = session.execute(
+            select(col(Tick.tick_id), col(Tick.runner), col(Tick.heartbeat_at), col(Tick.started_at)).where(
+                TICK_RUNNING
+            )
+        ).all()
+        gone: dict[str, tuple[datetime, str]] = {}
+        for row in running:
+            last_seen = _utc(row.heartbeat_at or row.started_at)
+            if reason := _why_gone(row.runner, last_seen, now):
+                gone[row.tick_id] = (last_seen, reason)
+        if not gone:
+            return []
+        counts = {
+            row.tick_id: (row.calls, row.errors or 0)
+            for row in session.execute(
+                select(
+                    col(PersonaAction.tick_id),
+                    func.count().label("calls"),
+                    func.sum(case((PRODUCT_ERROR, 1), else_=0)).label("errors"),
+                )
+                .where(col(PersonaAction.tick_id).in_(gone))
+                .group_by(PersonaAction.tick_id)
+            )
+        }
+        for tick_id, (last_seen, reason) in gone.items():
+            calls, errors = counts.get(tick_id, (0, 0))
+            session.execute(
+                update(Tick)
+                .where(col(Tick.tick_id) == tick_id, TICK_RUNNING)
+                .values(
+                    status="interrupted",
+                    ended_at=last_seen,
+                    tool_calls=calls,
+                    errors=errors,
+                    summary=f"{calls} calls ({errors} errors) before it was interrupted",
+                    error=f"{reason}: the tick was cut short after {calls} recorded calls",
+                )
+            )
+    return list(gone)
+
+
+def _why_gone(runner: str | None, last_seen: datetime, now: datetime) -> str | None:
+    """Why the tick's process is taken for gone, or None while it may still be playing it."""
+    owner = Owner.parse(runner or "")
+    if owner == this_process():  # alive, this is it: a late heartbeat only means its store was slow
+        return None
+    who = f"its process ({owner.host} pid {owner.pid})" if owner else "its process"
+    if owner and owner.is_gone():
+        return f"{who} ended without finishing it"
+    if now - last_seen > STALE_AFTER:
+        return f"no heartbeat from {who} since {last_seen:%Y-%m-%d %H:%M:%S} UTC"
+    return None
+
+
+def _utc(moment: datetime) -> datetime:
+    """Timestamps come back from SQLite without their zone; the store only holds UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
