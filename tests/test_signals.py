@@ -55,6 +55,18 @@ def start_run(db: Path, *flags: str, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def settled_calls(url: str) -> float:
+    """The product's count of answered calls once the calls an earlier test left in flight have
+    ended (its tools take a second), so that what the count gains from here is this test's run."""
+    last = served_calls(url)
+    while True:
+        time.sleep(1.5)
+        now = served_calls(url)
+        if now == last:
+            return now
+        last = now
+
+
 def await_calls(url: str, before: float, count: int) -> None:
     """Wait until the product has answered `count` more calls than `before`: ticks are in flight."""
     deadline = time.monotonic() + 90
@@ -105,7 +117,7 @@ def assert_recorded_whole(db: Path, name: str) -> list[tuple[str, str]]:
 
 def test_ticks_in_flight_finish_within_the_grace_and_none_starts_after(tmp_path: Path, slow_product: str) -> None:
     db = tmp_path / "r.db"
-    before = served_calls(slow_product)
+    before = settled_calls(slow_product)
     run = start_run(db, "--target", slow_product, "--max-turns", "3", "--grace", "30s")
     await_calls(slow_product, before, 2)
     elapsed, stderr = stop_run(run, signal.SIGTERM)
@@ -123,7 +135,7 @@ def test_ticks_still_in_flight_when_the_grace_ends_are_aborted_with_their_calls(
     tmp_path: Path, slow_product: str, signum: signal.Signals
 ) -> None:
     db = tmp_path / "r.db"
-    before = served_calls(slow_product)
+    before = settled_calls(slow_product)
     run = start_run(db, "--target", slow_product, "--grace", "1s")
     await_calls(slow_product, before, 2)
     elapsed, stderr = stop_run(run, signum)
@@ -144,7 +156,7 @@ def test_ticks_still_in_flight_when_the_grace_ends_are_aborted_with_their_calls(
 
 def test_a_second_signal_stops_at_once_and_still_records(tmp_path: Path, slow_product: str) -> None:
     db = tmp_path / "r.db"
-    before = served_calls(slow_product)
+    before = settled_calls(slow_product)
     run = start_run(db, "--target", slow_product, "--grace", "10m")
     await_calls(slow_product, before, 2)
     elapsed, stderr = stop_run(run, signal.SIGTERM, signal.SIGTERM)

@@ -171,5 +171,8 @@ def test_sigterm_records_the_soak_and_every_tick_in_flight_and_exits_within_the_
     assert ticks and {s for _, s, _ in ticks} == {"aborted"}  # 8 calls of 1 s each: none ends within 2 s
     actions = dict(rows(db, "SELECT tick_id, COUNT(*) FROM persona_actions GROUP BY tick_id"))
     assert all(calls == actions.get(tick_id, 0) for tick_id, _, calls in ticks)
-    assert sum(calls for *_, calls in ticks) == answered
+    # Every call the product answered is on record; beyond them, at most the one call each tick
+    # was waiting on when it was cut off (recorded as an error; the product may not count it).
+    recorded = sum(calls for *_, calls in ticks)
+    assert answered <= recorded <= answered + len(ticks)
     assert "stopped by SIGTERM" in stderr
