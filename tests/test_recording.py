@@ -40,11 +40,13 @@ from persona_runner.run.client import ProductClient
 from persona_runner.run.owner import Owner, this_process
 from persona_runner.run.reaper import STALE_AFTER, reap_interrupted
 from persona_runner.run.recorder import RecordError, TickRecord, start_tick
+from persona_runner.run.runner import RunResult, RunSettings, begin_run, end_run
 from persona_runner.run.seeding import seed_catalog
+from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store import retry
 from persona_runner.store.db import open_store
-from persona_runner.store.models import PersonaAction, PersonaFeedback, Tick, utcnow
+from persona_runner.store.models import PersonaAction, PersonaFeedback, Run, Tick, utcnow
 from tests.cli_helpers import ADMIN as CLI_ADMIN
 from tests.cli_helpers import SCRIPT, cli, served_product
 from tests.product_helpers import ADMIN, running_product
@@ -592,4 +594,23 @@ async def test_a_store_the_previous_version_wrote_opens_and_records_a_tick(store
             session.commit()
     # Opening it again finds nothing left to add.
     open_store(store_url).dispose()
+    store.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_run_whose_ticks_the_store_refused_says_so_in_its_own_row(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    spec = persona("ravi")
+    run = await begin_run(store, RunSettings(target="http://127.0.0.1:9", driver="scripted"), [spec])
+    refused, kept = (
+        TickRecord(f"{run.run_id}:{name}", run.run_id, spec.to_profile(), None, "2026-11-20", 0, "scripted", None)
+        for name in ("ravi", "yuki")
+    )
+    refused.status, refused.store_error = "failed", "could not record tick: database is locked"
+    kept.status = "ok"
+    await end_run(store, run, RunResult(run.run_id, [kept, refused]), Stop())
+    with Session(store) as session:
+        row = session.get(Run, run.run_id)
+    assert row is not None and row.status == "failed"
+    assert row.error == f"1 of 2 ticks could not be recorded; first {refused.tick_id}: {refused.store_error}"
     store.dispose()

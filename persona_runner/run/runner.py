@@ -26,11 +26,13 @@ from sqlmodel import Session
 from persona_runner.catalog import PersonaSpec, SpaceSpec
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
-from persona_runner.run.client import ProductClient
+from persona_runner.run.client import ERROR_LIMIT, ProductClient
 from persona_runner.run.recorder import RecordError, TickRecord
 from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
+from persona_runner.store.retry import retrying
+from persona_runner.util.text import truncate
 
 RAN_STATUSES = ("ok", "rating_unparsed")
 
@@ -91,9 +93,14 @@ def sharing_groups(personas: Sequence[PersonaSpec], spaces: Sequence[SpaceSpec])
 
 
 def _write_run(store: Engine, run: Run) -> None:
-    try:
+    """The run's row as it stands, through a briefly locked or unreachable store as ticks are."""
+
+    def write() -> None:
         with Session(store) as session, session.begin():
             session.merge(run)
+
+    try:
+        retrying(write)
     except SQLAlchemyError as exc:
         raise RecordError(f"could not record run {run.run_id}: {getattr(exc, 'orig', None) or exc}") from None
 
@@ -153,7 +160,20 @@ async def end_run(store: Engine, run: Run, result: RunResult, stop: Stop) -> Non
         status = "stopped"
     else:
         status = "failed" if result.failed else ("aborted" if result.stopped_early else "ok")
+    run.error = unrecorded_ticks(result.ticks)
     await _end_run(store, run, status, stop)
+
+
+def unrecorded_ticks(ticks: Sequence[TickRecord]) -> str | None:
+    """What the run's row says when the store would not take some of its ticks (None: it took all)."""
+    unrecorded = [tick for tick in ticks if tick.store_error]
+    if not unrecorded:
+        return None
+    first = unrecorded[0]
+    return truncate(
+        f"{len(unrecorded)} of {len(ticks)} ticks could not be recorded; first {first.tick_id}: {first.store_error}",
+        ERROR_LIMIT,
+    )
 
 
 async def execute_run(
