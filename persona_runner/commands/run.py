@@ -31,10 +31,9 @@ from persona_runner.commands.options import (
     SeedOption,
     TargetOption,
     TimeoutOption,
-    user_errors_from,
 )
 from persona_runner.credentials import seed_secret
-from persona_runner.run.stopping import DEFAULT_GRACE, Stop
+from persona_runner.run.stopping import DEFAULT_GRACE
 from persona_runner.util.errors import UserError
 
 
@@ -82,11 +81,8 @@ def run(
     Example: persona-runner run --persona maya --persona gremlin --seed 7
     """
     from persona_runner.commands.run_drivers import choose_driver
-    from persona_runner.commands.run_output import print_outcome, print_stopped_before_the_run
-    from persona_runner.commands.run_session import RunPlan, execute
-    from persona_runner.commands.run_target import prepared_target
-    from persona_runner.run.client import ProductError
-    from persona_runner.run.recorder import RecordError
+    from persona_runner.commands.run_output import print_outcome
+    from persona_runner.commands.run_session import RunPlan, execute_on_product
 
     loaded = catalog_from(catalog)
     personas = _chosen(loaded, persona or [])
@@ -123,15 +119,10 @@ def run(
         label=label,
         tick_date=day,
     )
-    stop = Stop(grace)
-    with (
-        stop.catching_signals(),  # from before the embedded product starts until it is gone
-        user_errors_from(ProductError, RecordError),
-        prepared_target(target, admin_token, fault or [], delay or [], seed) as product,
-    ):
-        result = execute(plan, product, stop)
+    result = execute_on_product(
+        plan, target=target, admin_token=admin_token, faults=fault or [], delays=delay or [], grace=grace
+    )
     if result is None:
-        print_stopped_before_the_run(stop)
         return
     print_outcome(result, drivers.cassette, db)
     if result.failed and not result.stopped_by:

@@ -12,12 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import Catalog, PersonaSpec
-from persona_runner.commands.options import store_from
+from persona_runner.commands.options import store_from, user_errors_from
 from persona_runner.commands.run_drivers import DriverChoice
-from persona_runner.commands.run_output import StopNotice, err, print_tick_failure
-from persona_runner.commands.run_target import Target, seed_target
-from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient
-from persona_runner.run.recorder import TickRecord
+from persona_runner.commands.run_output import StopNotice, err, print_stopped_before_the_run, print_tick_failure
+from persona_runner.commands.run_target import Target, prepared_target, seed_target
+from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient, ProductError
+from persona_runner.run.recorder import RecordError, TickRecord
 from persona_runner.run.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
 from persona_runner.run.stopping import Stop
 
@@ -54,6 +54,33 @@ class RunPlan:
 
 #: What ticks the personas once the product is ready: `run`'s one pass, or a soak.
 Ticking = Callable[[RunPlan, Target, Engine, Stop], Awaitable[RunResult]]
+
+
+def execute_on_product(
+    plan: RunPlan,
+    *,
+    target: str | None,
+    admin_token: str | None,
+    faults: list[str],
+    delays: list[str],
+    grace: float,
+    ticking: Ticking | None = None,
+) -> RunResult | None:
+    """The plan executed on `target`, or on a fresh embedded product (see `prepared_target`).
+
+    Signals are caught from before the embedded product starts until it is gone, so a stop at
+    any point unwinds it; None (said on the terminal) when one came before the run began.
+    """
+    stop = Stop(grace)
+    with (
+        stop.catching_signals(),
+        user_errors_from(ProductError, RecordError),
+        prepared_target(target, admin_token, faults, delays, plan.seed) as product,
+    ):
+        result = execute(plan, product, stop, ticking)
+    if result is None:
+        print_stopped_before_the_run(stop)
+    return result
 
 
 def execute(plan: RunPlan, target: Target, stop: Stop, ticking: Ticking | None = None) -> RunResult | None:

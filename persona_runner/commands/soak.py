@@ -31,7 +31,6 @@ from persona_runner.commands.options import (
     SeedOption,
     TargetOption,
     TimeoutOption,
-    user_errors_from,
 )
 from persona_runner.credentials import seed_secret
 from persona_runner.run.stopping import DEFAULT_GRACE, Stop
@@ -88,11 +87,8 @@ def soak(
     Example: persona-runner soak --duration 8h --every 10m --target http://127.0.0.1:8765
     """
     from persona_runner.commands.run_drivers import choose_driver
-    from persona_runner.commands.run_output import print_outcome, print_stopped_before_the_run
-    from persona_runner.commands.run_session import RunPlan, execute
-    from persona_runner.commands.run_target import prepared_target
-    from persona_runner.run.client import ProductError
-    from persona_runner.run.recorder import RecordError
+    from persona_runner.commands.run_output import print_outcome
+    from persona_runner.commands.run_session import RunPlan, execute_on_product
 
     if duration and until:
         raise UserError("--duration and --until both say when the soak ends: give one")
@@ -122,15 +118,11 @@ def soak(
         label=label,
         tick_date=None,
     )
-    stop = Stop(grace)
-    with (
-        stop.catching_signals(),  # from before the embedded product starts until it is gone
-        user_errors_from(ProductError, RecordError),
-        prepared_target(target, admin_token, [], [], seed) as product,
-    ):
-        result = execute(plan, product, stop, _soaking(length, ends_by, interval))
+    soaking = _soaking(length, ends_by, interval)
+    result = execute_on_product(
+        plan, target=target, admin_token=admin_token, faults=[], delays=[], grace=grace, ticking=soaking
+    )
     if result is None:
-        print_stopped_before_the_run(stop)
         return
     print_outcome(result, None, db, each_tick=False)
     if result.failed and not result.stopped_by:
