@@ -39,7 +39,16 @@ from persona_runner.reporting.model import (
     ratings_differ,
 )
 from persona_runner.store.db import describe
-from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.store.models import (
+    IS_PRODUCT_ERROR,
+    PRODUCT_ERROR,
+    Persona,
+    PersonaAction,
+    PersonaFeedback,
+    Run,
+    Tick,
+    Transcript,
+)
 from persona_runner.util.errors import UserError
 
 ACTIONS = inspect(PersonaAction).local_table
@@ -113,12 +122,9 @@ def _in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
     return and_(moment >= scope.since, moment < scope.until)
 
 
-_IS_ERROR = case((PRODUCT_ERROR, 1), else_=0)
-
-
 def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> list[Any]:
     """Calls and errors grouped by the given keys."""
-    stmt = select(*keys, func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+    stmt = select(*keys, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
     return list(conn.execute(stmt.where(_in_scope(ACTIONS, scope)).group_by(*keys)))
 
 
@@ -146,7 +152,7 @@ def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     if conn.dialect.name != "postgresql":
         return _sqlite_tool_rows(conn, scope)
     keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
-    counts = (func.count().label("calls"), func.sum(_IS_ERROR).label("errors"))
+    counts = (func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
     percentiles = [
         func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()
     ]
@@ -169,7 +175,7 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
             ACTIONS.c.tool_name,
             millisecond.label("ms"),
             func.count().label("calls"),
-            func.sum(_IS_ERROR).label("errors"),
+            func.sum(IS_PRODUCT_ERROR).label("errors"),
         )
         .where(_in_scope(ACTIONS, scope))
         .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond)

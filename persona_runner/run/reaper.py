@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from persona_runner.run.owner import Owner, this_process
-from persona_runner.store.models import PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Tick
+from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Tick
 
 #: A live process refreshes its ticks' heartbeat every few seconds, but a write may keep retrying a
 #: locked or unreachable store for a minute (`STORE_RETRY_SECONDS`, plus SQLite's busy wait): only
@@ -46,7 +46,7 @@ def reap_interrupted(engine: Engine, now: datetime) -> list[str]:
                 select(
                     col(PersonaAction.tick_id),
                     func.count().label("calls"),
-                    func.sum(case((PRODUCT_ERROR, 1), else_=0)).label("errors"),
+                    func.sum(IS_PRODUCT_ERROR).label("errors"),
                 )
                 .where(col(PersonaAction.tick_id).in_(gone))
                 .group_by(PersonaAction.tick_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, false, literal_column
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, and_, case, false, literal_column
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, col
 
@@ -124,6 +124,8 @@ class PersonaAction(ResultsTable, table=True):
 #: In SQL, an action that is an error the product caused: a refused probe (bad input sent on
 #: purpose) is the persona's doing. `RecordedCall.product_error` is the same rule in Python.
 PRODUCT_ERROR = and_(col(PersonaAction.result) == "error", col(PersonaAction.probe) == false())
+#: 1 for an action that is a product error, else 0: summed, the errors of a group of actions.
+IS_PRODUCT_ERROR = case((PRODUCT_ERROR, 1), else_=0)
 
 
 class PersonaFeedback(ResultsTable, table=True):

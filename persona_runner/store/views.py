@@ -6,11 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from persona_runner.store.models import PRODUCT_ERROR, Persona, PersonaAction, PersonaFeedback, Tick, utcnow
+from persona_runner.store.models import (
+    IS_PRODUCT_ERROR,
+    Persona,
+    PersonaAction,
+    PersonaFeedback,
+    Tick,
+    utcnow,
+)
 
 RECENT_DAYS = 7
 
@@ -38,7 +45,7 @@ def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActi
                 select(
                     col(PersonaAction.persona_id),
                     func.count().label("actions"),
-                    func.sum(case((PRODUCT_ERROR, 1), else_=0)).label("errors"),
+                    func.sum(IS_PRODUCT_ERROR).label("errors"),
                 )
                 .where(col(PersonaAction.persona_id).in_(ids), col(PersonaAction.created_at) >= since)
                 .group_by(PersonaAction.persona_id)
