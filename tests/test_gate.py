@@ -338,7 +338,8 @@ def test_failed_ticks_fail_the_gate(store: StoreBuilder) -> None:
     dead = gate_result(store, "base", "dead")
     assert failing(dead) == {("run", "failed_ticks")}
     assert (
-        dead.with_status("fail")[0].message == "failed ticks 0% -> 100% (3/3 ticks failed, timed out or aborted;"
+        dead.with_status("fail")[0].message
+        == "failed ticks 0% -> 100% (3/3 ticks failed, timed out, aborted or interrupted;"
         " increase +100 points, limit +5; beyond noise)"
     )
     # One failed tick against three good ones is within noise, yet the candidate did nothing else that could be judged.
@@ -348,15 +349,29 @@ def test_failed_ticks_fail_the_gate(store: StoreBuilder) -> None:
     single = gate_result(store, "small", "single")
     assert failing(single) == {("run", "failed_ticks")}
     assert single.with_status("fail")[0].message.endswith(
-        "(1/1 ticks failed, timed out or aborted; increase +100 points, limit +5; no tick succeeded)"
+        "(1/1 ticks failed, timed out, aborted or interrupted; increase +100 points, limit +5; no tick succeeded)"
     )
     half = gate_result(store, "base", "half")
     assert ("run", "failed_ticks") in failing(half)
     [ticks] = [c for c in half.checks if c.metric == "failed_ticks"]
     assert (
-        ticks.message == "failed ticks 0% -> 50% (10/20 ticks failed, timed out or aborted;"
+        ticks.message == "failed ticks 0% -> 50% (10/20 ticks failed, timed out, aborted or interrupted;"
         " increase +50 points, limit +5; beyond noise)"
     )
+
+
+def test_interrupted_ticks_count_as_failed_and_ticks_in_flight_do_not_count(store: StoreBuilder) -> None:
+    """A soak still going has ticks `running`: they have no outcome yet, so neither side of the rate
+    holds them; a tick its process died in did not finish, as an aborted one did not."""
+    steady_run(store, "base")
+    store.run("live", NOW)
+    for i in range(20):
+        calls: list[Call] = [(tool, LATENCY[tool]) for tool in LATENCY for _ in range(2)]
+        status = "running" if i < 10 else "interrupted" if i < 13 else "ok"
+        store.tick("live", PERSONAS[i % 3], NOW, calls, {"todo": 4, "calendar": 4}, status=status)
+    live = gate_result(store, "base", "live")
+    [ticks] = [c for c in live.checks if c.metric == "failed_ticks"]
+    assert ticks.message.startswith("failed ticks 0% -> 30% (3/10 ticks failed, timed out, aborted or interrupted;")
 
 
 def test_markdown_summary_shows_names_and_messages_as_text(store: StoreBuilder) -> None:

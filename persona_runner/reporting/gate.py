@@ -39,7 +39,9 @@ MIN_CALLS_P95 = 40
 MIN_TICKS = 10
 MIN_RATINGS = 3
 #: A tick that ended in one of these did not finish what the persona set out to do.
-FAILED_TICK_STATUSES = frozenset({"failed", "timeout", "aborted"})
+FAILED_TICK_STATUSES = frozenset({"failed", "timeout", "aborted", "interrupted"})
+#: A tick still being played has no outcome yet: a gate over a soak in progress judges the ticks that ended.
+UNFINISHED_TICK_STATUSES = frozenset({"running"})
 
 Status = Literal["pass", "fail", "insufficient"]
 #: How a count of checks in each status reads ("3 failed"), in the order the verdict line lists them.
@@ -162,7 +164,7 @@ class RateTerms(NamedTuple):
 
 _RATE_TERMS: dict[RateMetric, RateTerms] = {
     "error_rate": RateTerms("error rate", "calls", "failed", MIN_CALLS),
-    "failed_ticks": RateTerms("failed ticks", "ticks", "failed, timed out or aborted", MIN_TICKS),
+    "failed_ticks": RateTerms("failed ticks", "ticks", "failed, timed out, aborted or interrupted", MIN_TICKS),
 }
 
 
@@ -171,9 +173,10 @@ def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
 
 
 def _tick_counts(totals: Totals) -> Counts:
-    return Counts(
-        totals.ticks, sum(count for status, count in totals.tick_statuses.items() if status in FAILED_TICK_STATUSES)
-    )
+    statuses = totals.tick_statuses
+    unfinished = sum(count for status, count in statuses.items() if status in UNFINISHED_TICK_STATUSES)
+    failed = sum(count for status, count in statuses.items() if status in FAILED_TICK_STATUSES)
+    return Counts(totals.ticks - unfinished, failed)
 
 
 def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Counts, limit: float) -> Check:
