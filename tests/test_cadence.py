@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -240,20 +241,26 @@ CASES = [
         failures=2,
     ),
     case(
-        "aborted and interrupted neither count nor end a streak",
+        "aborted and interrupted neither count nor end a streak, nor are they the latest start",
         "hourly",
         [(WED, "aborted"), (WED - MINUTE, "interrupted"), *failed(2, WED - 2 * MINUTE)],
-        WED + 9 * MINUTE,
-        at=WED + 10 * MINUTE + STEP,
+        WED + 7 * MINUTE,
+        at=WED - 2 * MINUTE + 10 * MINUTE + STEP,
         reason="backoff",
         failures=2,
     ),
     case(
-        "aborted after a success is no failure",
+        "aborted after a success is no failure, and leaves the persona due by the success",
         "hourly",
-        [(WED, "aborted"), (WED - HOUR, "ok")],
-        WED + 30 * MINUTE,
-        at=WED + HOUR + STEP,
+        [(WED, "aborted"), (WED - HOUR + 10 * MINUTE, "ok")],
+        WED,
+        at=WED + 10 * MINUTE + STEP,
+    ),
+    case(
+        "a day cut short is lived again at once",
+        "daily",
+        [(WED, "interrupted"), (WED - 2 * DAY, "ok")],
+        WED + MINUTE,
     ),
     case(
         "a tick still running is a start, not a failure",
@@ -278,7 +285,17 @@ CASES = [
 def test_due_rule(
     cadence: Cadence, history: list[PastTick], now: datetime, every: timedelta | None, expected: NextDue
 ) -> None:
-    assert next_due(cadence, history, now, every=every) == expected
+    assert replace(next_due(cadence, history, now, every=every), since=None) == expected
+
+
+def test_the_due_slot_is_the_same_whenever_it_is_asked() -> None:
+    """Two schedulers asking at different moments name one slot, so the queue can tell a duplicate."""
+    history: list[PastTick] = [(WED, "ok"), (WED - DAY, "failed")]
+    asked = {next_due("hourly", history, WED + HOUR * k).since for k in (2, 3, 30)}
+    assert asked == {WED + HOUR + STEP}
+    assert next_due("hourly", [], WED).since is None
+    assert next_due("hourly", [(WED, "aborted")], WED).since is None
+    assert next_due("weekdays", [(FRI, "ok")], SAT + HOUR).since == FRI + DAY + STEP
 
 
 def test_backoff_doubles_from_the_base_up_to_the_interval_even_after_a_long_streak() -> None:
@@ -352,7 +369,7 @@ def test_personas_list_shows_when_each_persona_is_due_and_its_backoff(store_url:
     # Bob: three failures in a row, the latest a minute ago: next due 20 minutes after it.
     for minutes in (50, 20, 1):
         store.tick("r0", "bob", now - minutes * MINUTE, [], {}, offered=None, status="failed")
-    # Cid: a timeout, then a tick the harness stopped: one failure, 5 minutes from the latest start.
+    # Cid: a timeout, then a tick the harness stopped: one failure, 5 minutes from the timeout's start.
     store.tick("r0", "cid", now - 3 * MINUTE, [], {}, offered=None, status="timeout")
     store.tick("r0", "cid", now - 2 * MINUTE, [], {}, offered=None, status="aborted")
     # Dee: one failure three hours ago: her retry is due, well before her daily cadence.
@@ -362,7 +379,7 @@ def test_personas_list_shows_when_each_persona_is_due_and_its_backoff(store_url:
     assert listed_next_due(store_url) == {
         "Ann": "now",
         "Bob": f"{utc_minute(now + 19 * MINUTE)}, backing off after 3 failures",
-        "Cid": f"{utc_minute(now + 3 * MINUTE)}, backing off after 1 failure",
+        "Cid": f"{utc_minute(now + 2 * MINUTE)}, backing off after 1 failure",
         "Dee": "now, retry after 1 failure",
         "Eve": "now",
         "Fay": "-",

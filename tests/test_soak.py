@@ -17,7 +17,8 @@ from pathlib import Path
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.catalog_file import catalog_from
-from persona_runner.run.soak import Schedule, SoakTickPlan, tick_seed
+from persona_runner.run.soak import Schedule, tick_seed
+from persona_runner.run.tick import TickPlan
 from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli, one_line_error, rows, served_calls, served_product
 
 CATALOG: Catalog = catalog_from(None)
@@ -92,7 +93,7 @@ def test_each_tick_has_its_own_id_and_a_seed_fixed_by_the_runs() -> None:
         max_turns=3,
         timeout=10.0,
     )
-    ids = {SoakTickPlan(**base, number=n).tick_id for n in (1, 2)}  # type: ignore[arg-type]
+    ids = {TickPlan(**base, number=n).tick_id for n in (1, 2)}  # type: ignore[arg-type]
     assert ids == {"r1:ravi:2026-11-25:1", "r1:ravi:2026-11-25:2"}
     assert tick_seed(7, "ravi", 1) == tick_seed(7, "ravi", 1)
     seeds = {tick_seed(7, "ravi", 1), tick_seed(7, "ravi", 2), tick_seed(8, "ravi", 1), tick_seed(7, "yuki", 1)}

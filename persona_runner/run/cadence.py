@@ -7,7 +7,9 @@ state any moment: the clock is a parameter, never read here.
 Cadence (`tick_cadence` in the catalog): `hourly` is due once its latest tick
 started over an hour ago, `daily` over 24 hours ago, `weekdays` over 24 hours
 ago and on a Monday to Friday (UTC). A persona that never ticked is due at once
-(on a weekday for `weekdays`). An interval the caller gives (the soak's
+(on a weekday for `weekdays`). A tick the harness cut short (`aborted` by a signal,
+`interrupted` by a crash) is not the persona's latest tick: it did not live its
+day, so it is due again as if that tick had not started. An interval the caller gives (the soak's
 `--every`) replaces the cadence, weekday rule included, so a short soak on a
 Saturday still ticks everyone.
 
@@ -41,9 +43,11 @@ BACKOFF_BASE = timedelta(minutes=5)
 HISTORY_DEPTH = 20
 #: Tick ends that count against the product: the persona could not live its day.
 FAILED = frozenset({"failed", "timeout"})
-#: Tick ends that say nothing of the product: still going, or stopped by the harness itself (a
-#: signal, a crash). They are passed over: they neither add to a streak of failures nor end it.
-NO_VERDICT = frozenset({"running", "aborted", "interrupted"})
+#: Ticks the harness stopped itself (a signal, a crash): the day was not lived, so they are passed over.
+CUT_SHORT = frozenset({"aborted", "interrupted"})
+#: Tick ends that say nothing of the product: still going, or cut short. They neither add to a streak of
+#: failures nor end it.
+NO_VERDICT = CUT_SHORT | {"running"}
 #: The finest step of a timestamp: "over an hour ago" first holds an hour and one step after.
 _STEP = timedelta(microseconds=1)
 
@@ -61,6 +65,9 @@ class NextDue:
     reason: Reason
     #: Failed ticks in a row behind a backoff; 0 otherwise.
     failures: int = 0
+    #: The moment the persona fell (or falls) due by its latest tick, before the weekday rule and the
+    #: present are applied; None when it never ticked. It names the due slot, the same for whoever asks.
+    since: datetime | None = None
 
 
 def is_cadence(name: str) -> TypeGuard[Cadence]:
@@ -93,20 +100,24 @@ def next_due(
     """When the persona with this `cadence` and these recent ticks (any order) is next due, seen from
     `now` (aware): `now` itself when it is due. `every` replaces the cadence's interval and weekday rule."""
     now = now.astimezone(UTC)
-    newest_first = sorted(history, key=lambda tick: tick[0], reverse=True)
+    newest_first = sorted(
+        (tick for tick in history if tick[1] not in CUT_SHORT), key=lambda tick: tick[0], reverse=True
+    )
     interval = INTERVALS[cadence] if every is None else every
     failures = consecutive_failures([status for _, status in newest_first])
     reason: Reason
+    since: datetime | None
     if not newest_first:
-        earliest, reason = now, "never ticked"
+        since, reason = None, "never ticked"
     elif failures:
-        earliest, reason = newest_first[0][0] + backoff(failures, interval) + _STEP, "backoff"
+        since, reason = newest_first[0][0] + backoff(failures, interval) + _STEP, "backoff"
     else:
-        earliest, reason = newest_first[0][0] + interval + _STEP, "cadence"
-    at = max(earliest.astimezone(UTC), now)
+        since, reason = newest_first[0][0] + interval + _STEP, "cadence"
+    since = since and since.astimezone(UTC)
+    at = max(since or now, now)
     if cadence == "weekdays" and every is None:
         at = _on_a_weekday(at)
-    return NextDue(at=at, due=at <= now, reason=reason, failures=failures)
+    return NextDue(at=at, due=at <= now, reason=reason, failures=failures, since=since)
 
 
 def _on_a_weekday(moment: datetime) -> datetime:

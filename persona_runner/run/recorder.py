@@ -109,6 +109,7 @@ class TickRecord:
     tokens_in: int = 0
     tokens_out: int = 0
     transcript: dict[str, Any] = field(default_factory=dict)
+    slot: str | None = None  # the due slot a worker played (see `Tick.slot`)
 
     @property
     def errors(self) -> int:
@@ -230,6 +231,7 @@ def _tick(record: TickRecord, persona_id: str, ended: datetime | None) -> Tick:
         error=record.error,
         runner=str(this_process()),
         heartbeat_at=ended or utcnow(),
+        slot=record.slot,
     )
 
 

@@ -44,18 +44,6 @@ from persona_runner.store.models import utcnow
 from persona_runner.store.views import activity, recent_ticks
 
 
-@dataclass(frozen=True)
-class SoakTickPlan(TickPlan):
-    """A tick of a soak: `number` counts the persona's ticks in the soak from 1, and ends its id,
-    which would otherwise be the same for every tick of a persona on one day."""
-
-    number: int
-
-    @property
-    def tick_id(self) -> str:
-        return f"{super().tick_id}:{self.number}"
-
-
 def tick_seed(run_seed: int, persona: str, number: int) -> int:
     """The seed of a persona's `number`th tick: fixed by the run's seed, so a soak repeats, yet a
     different day for each tick. (31 bits: what every store's integer column holds.)"""
@@ -199,7 +187,7 @@ async def execute_soak(
 
         async def tick(persona: PersonaSpec, started_at: datetime) -> None:
             numbers[persona.name] += 1
-            plan = SoakTickPlan(
+            plan = TickPlan(
                 run_id=run.run_id,
                 persona=persona.to_profile(),
                 cadence=persona.tick_cadence,

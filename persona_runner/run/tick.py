@@ -66,10 +66,15 @@ class TickPlan:
     seed: int
     max_turns: int
     timeout: float
+    #: Counts the persona's ticks in a run that ticks it more than once (a soak, workers), from 1, and ends
+    #: the tick's id, which would otherwise be the same for each of its ticks on one day.
+    number: int | None = None
+    slot: str | None = None  # the due slot a worker plays (see `Tick.slot`)
 
     @property
     def tick_id(self) -> str:
-        return f"{self.run_id}:{self.persona.name}:{self.tick_date.isoformat()}"
+        base = f"{self.run_id}:{self.persona.name}:{self.tick_date.isoformat()}"
+        return base if self.number is None else f"{base}:{self.number}"
 
 
 def choose_space(plan: TickPlan, spaces: list[SpaceInfo]) -> SpaceInfo:
@@ -181,6 +186,7 @@ async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, sto
         seed=plan.seed,
         driver=driver.name,
         model=driver.model,
+        slot=plan.slot,
     )
     transcript: dict[str, Any] = {
         "tick_id": plan.tick_id,

@@ -42,8 +42,6 @@ class Persona(ResultsTable, table=True):
     last_active_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
 
 
 class Run(ResultsTable, table=True):
@@ -90,12 +88,26 @@ class Tick(ResultsTable, table=True):
     runner: str | None = None
     #: Refreshed every few seconds while the tick runs: a `running` tick without one lately lost its process.
     heartbeat_at: datetime | None = None
+    #: For a tick a worker played: the moment its persona fell due ("first": it had never ticked). Workers
+    #: play a persona's slot once; a tick cut short by the harness leaves the slot to be played again.
+    slot: str | None = None
 
 
 #: A tick still being played, or left so by a process that died. The value is a literal, not a
 #: bound parameter, so the partial index below (ticks in flight only) serves the query.
 TICK_RUNNING = col(Tick.status) == literal_column("'running'")
 Index("ix_ticks_running", col(Tick.heartbeat_at), sqlite_where=TICK_RUNNING, postgresql_where=TICK_RUNNING)
+
+
+class WorkerPause(ResultsTable, table=True):
+    """While a row is here, workers start no tick (`persona-runner pause`; `resume` deletes it)."""
+
+    __tablename__ = "worker_pause"
+
+    scope: str = Field(default="all", primary_key=True)
+    paused_at: datetime = Field(default_factory=utcnow)
+    paused_by: str
+    reason: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class PersonaAction(ResultsTable, table=True):
