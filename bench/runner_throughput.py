@@ -56,7 +56,7 @@ import httpx2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from persona_runner.catalog import Catalog, PersonaSpec, SpaceSpec, default_catalog_path, load_catalog
+from persona_runner.catalog import Catalog, PersonaSpec, default_catalog_path, load_catalog
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Act, Day
 from persona_runner.drivers.scripted import ScriptedDriver
@@ -88,29 +88,7 @@ class BenchError(RuntimeError):
 
 
 def bench_catalog(size: int) -> Catalog:
-    """`size` personas cloned from the shipped catalog, round-robin, each with its own name and `.test` address.
-
-    Copy k of a shipped persona is `{name}-{k}`; every shipped shared space is
-    cloned for copy k when all its members have a copy k, so sharing is
-    exercised at every size.
-    """
-    shipped = load_catalog(default_catalog_path())
-    count = len(shipped.personas)
-    personas: list[PersonaSpec] = []
-    for index in range(size):
-        base = shipped.personas[index % count]
-        name = f"{base.name}-{index // count}"
-        personas.append(
-            PersonaSpec.model_validate({**base.model_dump(), "name": name, "email": f"{name}@{BENCH_DOMAIN}"})
-        )
-    names = {p.name for p in personas}
-    spaces = [
-        SpaceSpec(name=f"{space.name} {copy}", type=space.type, members=[f"{m}-{copy}" for m in space.members])
-        for copy in range((size + count - 1) // count)
-        for space in shipped.spaces
-        if all(f"{m}-{copy}" in names for m in space.members)
-    ]
-    return Catalog(version=1, personas=personas, spaces=spaces)
+    return load_catalog(default_catalog_path()).scaled(size, BENCH_DOMAIN)
 
 
 # ---- the product ---------------------------------------------------------------------------

@@ -175,6 +175,29 @@ class Catalog(_CatalogModel):
             raise UserError(f"unknown persona {', '.join(map(repr, unknown))}; the catalog has: {', '.join(by_name)}")
         return [by_name[name] for name in dict.fromkeys(names)]
 
+    def scaled(self, size: int, domain: str) -> Catalog:
+        """`size` personas cloned from these, round-robin, each with its own name and an address at `domain`:
+        a load of any size for benches and scale tests, with every kind of persona in it.
+
+        Copy k of a persona is `{name}-{k}`; each shared space is cloned for copy k when all its
+        members have a copy k, so sharing is exercised at every size.
+        """
+        count = len(self.personas)
+        personas = [
+            PersonaSpec.model_validate({**base.model_dump(), "name": name, "email": f"{name}@{domain}"})
+            for index in range(size)
+            for base in [self.personas[index % count]]
+            for name in [f"{base.name}-{index // count}"]
+        ]
+        names = {p.name for p in personas}
+        spaces = [
+            SpaceSpec(name=f"{space.name} {copy}", type=space.type, members=[f"{m}-{copy}" for m in space.members])
+            for copy in range((size + count - 1) // count)
+            for space in self.spaces
+            if all(f"{m}-{copy}" in names for m in space.members)
+        ]
+        return Catalog(version=1, personas=personas, spaces=spaces)
+
     def unknown_modules(self, offered: set[str]) -> list[str]:
         """One line per module a persona wants that the target product does not offer."""
         offers = ", ".join(sorted(offered))

@@ -29,6 +29,31 @@ COMMANDS = (
         "Tick each persona whenever it is due, for hours, as one run; progress on stderr.",
     ),
     LazyCommand(
+        "worker",
+        "persona_runner.commands.worker:worker",
+        "Tick personas from the job queue in PostgreSQL, --concurrency at a time, until SIGTERM or SIGINT.",
+    ),
+    LazyCommand(
+        "schedule",
+        "persona_runner.commands.schedule:schedule",
+        "Queue a tick for every persona due now; the fleet's workers play them.",
+    ),
+    LazyCommand(
+        "status",
+        "persona_runner.commands.status:status",
+        "Show a fleet's workers, ticks in flight, queued and due personas, and whether it is paused.",
+    ),
+    LazyCommand(
+        "pause",
+        "persona_runner.commands.pause:pause",
+        "Hold every worker before its next tick; ticks in flight finish. Undo with `resume`.",
+    ),
+    LazyCommand(
+        "resume",
+        "persona_runner.commands.pause:resume",
+        "Let paused workers tick again (see `pause`).",
+    ),
+    LazyCommand(
         "seed",
         "persona_runner.commands.seed:seed",
         "Create or update every persona (kind=persona, derived password) and shared space; idempotent.",

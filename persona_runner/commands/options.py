@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,16 +64,34 @@ FaultOption = Annotated[
 DelayOption = Annotated[
     list[str] | None, typer.Option("--delay", help="Slow a tool down, e.g. todo.list=200ms (repeatable).")
 ]
+
+
+def _duration_option(flag: str, help: str) -> Any:
+    """An option that takes a length of time (30s, 2m or seconds) and gives it in seconds."""
+    return typer.Option(
+        flag,
+        # typer hands the parser the text typed, or the default as a number: both read as seconds.
+        parser=lambda value: parse_duration(str(value), flag),
+        metavar="DURATION",
+        help=help,
+        show_default=False,
+    )
+
+
 GraceOption = Annotated[
     float,
-    typer.Option(
+    _duration_option(
         "--grace",
-        # typer hands the parser the text typed, or the default as a number: both read as seconds.
-        parser=lambda value: parse_duration(str(value), "--grace"),
-        metavar="DURATION",
-        help="After SIGTERM or SIGINT, how long ticks in flight may finish before they are aborted: "
+        "After SIGTERM or SIGINT, how long ticks in flight may finish before they are aborted: "
         "30s, 2m or seconds. A second signal aborts them at once. Default: 30s.",
-        show_default=False,
+    ),
+]
+StalledAfterOption = Annotated[
+    float,
+    _duration_option(
+        "--stalled-after",
+        "A worker silent in the job queue this long is taken for dead: its tick is marked interrupted "
+        "and its persona's slot goes to another worker. Default: 30s.",
     ),
 ]
 
@@ -92,6 +111,43 @@ MaxTurnsOption = Annotated[int, typer.Option(min=1, max=500, help="Most tool cal
 TimeoutOption = Annotated[float, typer.Option(min=1.0, help="Seconds one tick may take before it is cut off.")]
 ConcurrencyOption = Annotated[int, typer.Option(min=1, max=256, help="Personas ticking at once.")]
 LabelOption = Annotated[str | None, typer.Option(help="A name for this run, e.g. a build or commit.")]
+EveryOption = Annotated[
+    str | None, typer.Option(help="Tick each persona this often (10m, 2s), instead of its catalog cadence.")
+]
+
+# What the workers and the commands that steer them share.
+FleetLabelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--label",
+        help="The fleet: workers and schedulers of one label share one run (fleet-LABEL) and one queue, "
+        "e.g. a build. Default: workers.",
+        show_default=False,
+    ),
+]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve /metrics (Prometheus) and /health on this port.",
+        show_default=False,
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="Address for --metrics-port; 0.0.0.0 lets a scraper on another host in.")
+]
+
+
+def interval_from(text: str | None, flag: str) -> timedelta | None:
+    """A length of time given to `flag` (10m, 2s), above zero; None when not given."""
+    if text is None:
+        return None
+    seconds = parse_duration(text, flag)
+    if seconds <= 0:
+        raise UserError(f"{flag} {text!r}: give a length above 0s")
+    return timedelta(seconds=seconds)
 
 
 def store_from(db: str | None, *, create: bool = True) -> Engine:
@@ -102,6 +158,23 @@ def store_from(db: str | None, *, create: bool = True) -> Engine:
         return open_store(db, create=create)
     except StoreError as exc:
         raise UserError(str(exc)) from None
+
+
+def queue_store_from(db: str | None) -> tuple[str, Engine]:
+    """The URL and engine of a results store in PostgreSQL with the workers' job queue installed in it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from persona_runner.run.queue import install_queue, require_postgresql
+    from persona_runner.store.db import describe, resolve_url
+
+    url = require_postgresql(resolve_url(db))
+    store = store_from(url)
+    try:
+        install_queue(store)
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise UserError(f"could not set up the job queue in {describe(url)}: {reason}", exit_code=1) from None
+    return url, store
 
 
 @contextmanager

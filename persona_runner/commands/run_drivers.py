@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import Cassette
@@ -66,6 +67,27 @@ def choose_driver(
     )
     anyio.run(choice.new_driver(sample).aclose)
     return choice
+
+
+def lasting_drivers(
+    catalog: Path | None, names: list[str] | None, driver: str, model: str | None, base_url: str | None
+) -> tuple[Catalog, list[PersonaSpec], DriverChoice]:
+    """The catalog, the personas called `names` (all when none) and their drivers, for work that lasts
+    (a soak, a worker): no cassette and no token budget, which belong to a run of known size."""
+    from persona_runner.commands.catalog_file import catalog_from
+
+    loaded = catalog_from(catalog)
+    personas = loaded.select(names or [])
+    drivers = choose_driver(
+        driver,
+        model=model,
+        base_url=base_url,
+        cassette=None,
+        max_tokens_per_tick=None,
+        max_tokens_per_run=None,
+        sample=personas[0].to_profile(),
+    )
+    return loaded, personas, drivers
 
 
 def _open_cassette(option: tuple[str, Path] | None) -> Cassette | None:

@@ -38,35 +38,40 @@ def reap_interrupted(engine: Engine, now: datetime) -> list[str]:
             last_seen = _utc(row.heartbeat_at or row.started_at)
             if reason := _why_gone(row.runner, last_seen, now):
                 gone[row.tick_id] = (last_seen, reason)
-        if not gone:
-            return []
-        counts = {
-            row.tick_id: (row.calls, row.errors or 0)
-            for row in session.execute(
-                select(
-                    col(PersonaAction.tick_id),
-                    func.count().label("calls"),
-                    func.sum(IS_PRODUCT_ERROR).label("errors"),
-                )
-                .where(col(PersonaAction.tick_id).in_(gone))
-                .group_by(PersonaAction.tick_id)
-            )
-        }
-        for tick_id, (last_seen, reason) in gone.items():
-            calls, errors = counts.get(tick_id, (0, 0))
-            session.execute(
-                update(Tick)
-                .where(col(Tick.tick_id) == tick_id, TICK_RUNNING)
-                .values(
-                    status="interrupted",
-                    ended_at=last_seen,
-                    tool_calls=calls,
-                    errors=errors,
-                    summary=f"{calls} calls ({errors} errors) before it was interrupted",
-                    error=f"{reason}: the tick was cut short after {calls} recorded calls",
-                )
-            )
+        if gone:
+            mark_interrupted(session, gone)
     return list(gone)
+
+
+def mark_interrupted(session: Session, gone: dict[str, tuple[datetime, str]]) -> None:
+    """Mark each tick of `gone` (tick id: when it was last seen, why its process is gone) `interrupted`, with
+    the count of the calls it recorded, if it is still `running`: a tick that ended meanwhile keeps its end."""
+    counts = {
+        row.tick_id: (row.calls, row.errors or 0)
+        for row in session.execute(
+            select(
+                col(PersonaAction.tick_id),
+                func.count().label("calls"),
+                func.sum(IS_PRODUCT_ERROR).label("errors"),
+            )
+            .where(col(PersonaAction.tick_id).in_(gone))
+            .group_by(PersonaAction.tick_id)
+        )
+    }
+    for tick_id, (last_seen, reason) in gone.items():
+        calls, errors = counts.get(tick_id, (0, 0))
+        session.execute(
+            update(Tick)
+            .where(col(Tick.tick_id) == tick_id, TICK_RUNNING)
+            .values(
+                status="interrupted",
+                ended_at=last_seen,
+                tool_calls=calls,
+                errors=errors,
+                summary=f"{calls} calls ({errors} errors) before it was interrupted",
+                error=f"{reason}: the tick was cut short after {calls} recorded calls",
+            )
+        )
 
 
 def _why_gone(runner: str | None, last_seen: datetime, now: datetime) -> str | None:

@@ -1,0 +1,129 @@
+"""`persona-runner status`: the workers, the ticks in flight, the queue and the due personas of a fleet."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from persona_runner.commands.catalog_file import catalog_from
+from persona_runner.commands.options import (
+    CatalogOption,
+    DbOption,
+    EveryOption,
+    FleetLabelOption,
+    interval_from,
+    queue_store_from,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from persona_runner.catalog import PersonaSpec
+    from persona_runner.store.models import WorkerPause
+
+
+@dataclass(frozen=True)
+class InFlight:
+    persona: str
+    tick_id: str
+    started_at: str
+    runner: str | None
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    run_id: str
+    paused: str | None  # who paused the workers, when and why; None when they are not
+    #: Workers in the queue beating within the stall limit: each worker process runs two, ticks and control.
+    queue_workers: int
+    silent_queue_workers: int  # registered, but silent longer: dead, or about to be taken for dead
+    in_flight: list[InFlight]
+    queued: list[str]
+    due: list[str]  # due now and not yet queued: the next scheduling round queues them
+    next_due: tuple[str, str] | None  # the persona due soonest after now, and when
+
+
+def status(
+    db: DbOption = None,
+    label: FleetLabelOption = None,
+    every: EveryOption = None,
+    output: Annotated[Literal["text", "json"], typer.Option("--format", help="text, or json for scripts.")] = "text",
+    catalog: CatalogOption = None,
+) -> None:
+    """Show a fleet's workers, ticks in flight, queued and due personas, and whether it is paused.
+
+    Give it the --label, --every and catalog the workers have. Workers count as alive
+    while they beat in the queue (every 10 s by default).
+
+    Example: persona-runner status --db postgresql+psycopg://runner@db/personas --label nightly
+    """
+    from persona_runner.commands.run_output import out
+
+    personas = catalog_from(catalog).personas
+    _, store = queue_store_from(db)
+    found = _gather(store, label, personas, interval_from(every, "--every"))
+    if output == "json":
+        out.print_json(json.dumps(asdict(found)))
+        return
+    for line in _lines(found):
+        out.print(line, highlight=False, markup=False)
+
+
+def _gather(store: Engine, label: str | None, personas: Sequence[PersonaSpec], every: timedelta | None) -> FleetStatus:
+    from persona_runner.run.fleet import fleet_run_id, next_dues, paused, ticks_in_flight
+    from persona_runner.run.queue import STALLED_AFTER, queue_state
+    from persona_runner.store.models import utcnow
+
+    now = utcnow()
+    run_id = fleet_run_id(label)
+    state = queue_state(store, run_id)
+    held = paused(store)
+    ticks = ticks_in_flight(store, run_id)
+    alive = sum(1 for _, beat in state.workers if (now - beat).total_seconds() < STALLED_AFTER)
+    busy = {*state.waiting, *state.taken, *(tick.persona_name for tick in ticks)}
+    dues = [(persona.name, due) for persona, due in next_dues(store, personas, every, now) if persona.name not in busy]
+    later = min(((due.at, name) for name, due in dues if not due.due), default=None)
+    return FleetStatus(
+        run_id=run_id,
+        paused=None
+        if held is None
+        else f"{held.paused_by} at {_utc(held.paused_at)}" + (f" ({held.reason})" * bool(held.reason)),
+        queue_workers=alive,
+        silent_queue_workers=len(state.workers) - alive,
+        in_flight=[InFlight(t.persona_name, t.tick_id, _utc(t.started_at), t.runner) for t in ticks],
+        queued=state.waiting,
+        due=[name for name, due in dues if due.due],
+        next_due=(later[1], _utc(later[0])) if later else None,
+    )
+
+
+def _pause_note(held: WorkerPause | None) -> str | None:
+    if held is None:
+        return None
+    reason = f" ({held.reason})" if held.reason else ""
+    return f"{held.paused_by} at {_utc(held.paused_at)}{reason}"
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _lines(found: FleetStatus) -> list[str]:
+    paused = f"PAUSED by {found.paused}" if found.paused else "not paused"
+    silent = f", {found.silent_queue_workers} silent" if found.silent_queue_workers else ""
+    lines = [
+        f"run {found.run_id}: {found.queue_workers} queue workers beating{silent} "
+        f"(two per worker process: ticks and control); {paused}"
+    ]
+    lines.append(f"in flight: {len(found.in_flight)} ticks")
+    lines += [f"  {t.persona}  {t.tick_id}  since {t.started_at}  on {t.runner or '?'}" for t in found.in_flight]
+    lines.append(f"queued: {len(found.queued)}" + (f": {', '.join(found.queued)}" if found.queued else ""))
+    lines.append(f"due, not yet queued: {len(found.due)}" + (f": {', '.join(found.due)}" if found.due else ""))
+    if found.next_due:
+        lines.append(f"next due: {found.next_due[0]} at {found.next_due[1]}")
+    return lines

@@ -1,0 +1,323 @@
+"""Workers: personas ticked from a job queue, by any number of processes on any number of machines.
+
+The engine is procrastinate (see `queue`). A worker process runs three kinds of job:
+
+- `tick(persona, slot)`: play one due slot of a persona (see `fleet`). Its jobs
+  hold a lock per persona, so a persona never ticks twice at once, and a
+  queueing lock per persona and slot, so a slot is queued once however many
+  schedulers see it due.
+- `schedule`: queue every persona due now. A periodic task each worker
+  defers every `SCHEDULE_SECONDS`; the engine defers it once per moment
+  however many workers run, so no cron is needed (`persona-runner schedule`
+  does the same on demand).
+- `recover`: a worker killed outright (SIGKILL, a lost machine) leaves its
+  job `doing` and stops beating in the queue. After `stalled_after` seconds
+  of silence its tick is marked `interrupted` (the calls it recorded kept)
+  and the job goes back to the queue, where another worker plays the slot.
+
+A stop (SIGTERM, SIGINT) stops fetching jobs; ticks in flight get the grace,
+as in a soak, and a tick cut off is recorded `aborted`, its slot due again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from procrastinate import App, JobContext, PsycopgConnector
+from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.worker import Worker
+from sqlalchemy.engine import Engine
+
+from persona_runner.catalog import PersonaSpec
+from persona_runner.credentials import derive_password
+from persona_runner.domain import Driver, PersonaProfile
+from persona_runner.run.client import ProductClient
+from persona_runner.run.fleet import claim_slot, due_now, ensure_fleet_run, interrupt_slot, paused
+from persona_runner.run.metrics import RunnerMetrics, keep_beating
+from persona_runner.run.queue import (
+    RECOVER_TASK,
+    SCHEDULE_TASK,
+    STALLED_AFTER,
+    TICK_TASK,
+    conninfo,
+    control_queue,
+    persona_lock,
+    slot_lock,
+    tick_queue,
+)
+from persona_runner.run.recorder import TickRecord
+from persona_runner.run.runner import RunSettings
+from persona_runner.run.soak import tick_seed
+from persona_runner.run.stopping import RECORDING_LIMIT, Stop
+from persona_runner.run.tick import TickPlan, run_tick
+from persona_runner.store.models import Run, utcnow
+
+logger = logging.getLogger("persona_runner.run.worker")
+
+#: How often the workers look for due personas. A persona is due to the second; this is how late it may start.
+SCHEDULE_SECONDS = 10
+#: Periods a cron's seconds field keeps regular (they divide a minute), shortest first.
+_EVEN_PERIODS = (1, 2, 3, 4, 5, 6, 10)
+#: How often the workers look for the jobs of workers that stopped beating.
+RECOVER_SECONDS = 10
+#: How often a paused worker looks whether it was resumed.
+PAUSE_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A run's settings (its label names the fleet, its concurrency is per process); `every` replaces the
+    catalog's cadence; `stalled_after` is how long a silent worker is given before its tick is retried."""
+
+    run: RunSettings
+    every: timedelta | None = None
+    stalled_after: float = STALLED_AFTER
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What one round of scheduling did: personas queued now, and those already waiting in the queue."""
+
+    added: list[str]
+    waiting: list[str]
+
+
+def schedule_seconds(every: timedelta | None) -> int:
+    """How often to look for due personas: every SCHEDULE_SECONDS, or often enough that a persona ticking
+    `every` few seconds is not held back by the look (at most half its interval late)."""
+    wanted = SCHEDULE_SECONDS if every is None else every.total_seconds() / 2
+    return max((period for period in _EVEN_PERIODS if period <= wanted), default=1)
+
+
+def queue_app(store_url: str, run_id: str, *, schedule_every: int | None = None) -> App:
+    """The fleet's queue. With `schedule_every` (seconds), this process defers the fleet's scheduling and
+    recovery jobs (every worker does; the engine keeps one per moment)."""
+    app = App(connector=PsycopgConnector(conninfo=conninfo(store_url), min_size=1))
+    app.task(name=TICK_TASK, queue=tick_queue(run_id), pass_context=True)(_tick_job)
+    control = control_queue(run_id)
+    schedule = app.task(name=SCHEDULE_TASK, queue=control, pass_context=True, queueing_lock=f"schedule:{run_id}")(
+        _schedule_job
+    )
+    recover = app.task(name=RECOVER_TASK, queue=control, pass_context=True, queueing_lock=f"recover:{run_id}")(
+        _recover_job
+    )
+    if schedule_every:
+        app.periodic(cron=f"* * * * * */{schedule_every}", periodic_id=run_id)(schedule)
+        app.periodic(cron=f"* * * * * */{RECOVER_SECONDS}", periodic_id=run_id)(recover)
+    return app
+
+
+async def enqueue_due(
+    app: App, store: Engine, run_id: str, personas: Sequence[PersonaSpec], every: timedelta | None
+) -> Enqueued:
+    """Queue a tick job for each persona due now, in its slot; a slot already waiting is left as it is."""
+    slots = await anyio.to_thread.run_sync(due_now, store, personas, every, utcnow())
+    done = Enqueued(added=[], waiting=[])
+    for due in slots:
+        name = due.persona.name
+        job = app.configure_task(
+            TICK_TASK,
+            lock=persona_lock(name),
+            queueing_lock=slot_lock(run_id, name, due.slot),
+            queue=tick_queue(run_id),
+        )
+        try:
+            await job.defer_async(run_id=run_id, persona=name, slot=due.slot)
+        except AlreadyEnqueued:
+            done.waiting.append(name)
+        else:
+            done.added.append(name)
+    return done
+
+
+class Fleet:
+    """What the jobs of one worker process play with: its run, personas, product, store, stop and metrics."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        run: Run,
+        personas: Sequence[PersonaSpec],
+        *,
+        secret: str,
+        store: Engine,
+        client: ProductClient,
+        make_driver: Callable[[PersonaProfile], Driver],
+        stop: Stop,
+        metrics: RunnerMetrics,
+    ) -> None:
+        self.settings = settings
+        self.run = run
+        self.personas = {p.name: p for p in personas}
+        self.secret = secret
+        self.store = store
+        self.client = client
+        self.make_driver = make_driver
+        self.stop = stop
+        self.metrics = metrics
+
+    async def play(self, persona: str, slot: str) -> None:
+        """Tick `persona` in `slot` unless the slot was played; held while the workers are paused."""
+        if not await self._wait_while_paused():
+            return  # stopped while paused: the slot stays due, for the next worker
+        spec = self.personas.get(persona)
+        if spec is None:
+            raise LookupError(f"persona {persona!r} is not in this worker's catalog: give every worker the same one")
+        now = utcnow()
+        number = await anyio.to_thread.run_sync(claim_slot, self.store, self.run.run_id, persona, slot, now)
+        if number is None:
+            logger.info("%s: slot %s was already played", persona, slot)
+            return
+        settings = self.settings.run
+        plan = TickPlan(
+            run_id=self.run.run_id,
+            persona=spec.to_profile(),
+            cadence=spec.tick_cadence,
+            password=derive_password(spec.email, self.secret),
+            tick_date=now.date(),
+            seed=tick_seed(self.run.seed, persona, number),
+            max_turns=settings.max_turns,
+            timeout=settings.timeout,
+            number=number,
+            slot=slot,
+        )
+        record: TickRecord | None = None
+        self.metrics.tick_started()
+        try:
+            with self.stop.guard():
+                record = await run_tick(
+                    plan, client=self.client, driver=self.make_driver(plan.persona), store=self.store
+                )
+        finally:
+            self.metrics.tick_ended(record) if record else self.metrics.tick_cut_off()
+        if record is None:
+            logger.warning("%s: tick %s cut off by the stop, recorded aborted", persona, plan.tick_id)
+        else:
+            reason = f": {record.error}" if record.error else ""
+            logger.info("%s: tick %s %s, %s%s", persona, record.tick_id, record.status, record.summary(), reason)
+
+    async def _wait_while_paused(self) -> bool:
+        """Return once the workers are not paused (True), or once a stop came (False)."""
+        said = False
+        while not self.stop.requested:
+            held = await anyio.to_thread.run_sync(paused, self.store)
+            if held is None:
+                return True
+            if not said:
+                logger.info(
+                    "paused by %s since %s: waiting for `persona-runner resume`", held.paused_by, held.paused_at
+                )
+                said = True
+            with self.stop.guard(grace=0):
+                await anyio.sleep(PAUSE_POLL_SECONDS)
+        return False
+
+    async def schedule(self, app: App) -> Enqueued:
+        return await enqueue_due(app, self.store, self.run.run_id, list(self.personas.values()), self.settings.every)
+
+    async def recover(self, app: App) -> None:
+        """Send back to the queue the tick jobs of workers silent for `stalled_after`, their ticks `interrupted`."""
+        silent = self.settings.stalled_after
+        stalled = await app.job_manager.get_stalled_jobs(
+            queue=tick_queue(self.run.run_id), task_name=TICK_TASK, seconds_since_heartbeat=silent
+        )
+        for job in stalled:
+            persona, slot = str(job.task_kwargs["persona"]), str(job.task_kwargs["slot"])
+            reason = f"its worker fell silent in the job queue for over {silent:g} s"
+            await anyio.to_thread.run_sync(interrupt_slot, self.store, self.run.run_id, persona, slot, reason)
+            try:
+                await app.job_manager.retry_job(job)
+            except Exception as exc:  # another worker's recovery sent it back first
+                logger.info("job %s of %s was not retried here: %s", job.id, persona, exc)
+                continue
+            logger.warning("%s: %s; its slot %s goes back to the queue", persona, reason, slot)
+
+    async def watch_backlog(self, app: App) -> None:
+        """Keep the metrics' due backlog (tick jobs waiting in this fleet's queue) up to date."""
+        while True:
+            waiting = await app.job_manager.list_jobs_async(queue=tick_queue(self.run.run_id), status="todo")
+            self.metrics.set_due(len(list(waiting)))
+            await anyio.sleep(SCHEDULE_SECONDS)
+
+
+def _fleet(context: JobContext) -> Fleet:
+    fleet: Fleet = context.additional_context["fleet"]
+    return fleet
+
+
+async def _tick_job(context: JobContext, run_id: str, persona: str, slot: str) -> None:
+    await _fleet(context).play(persona, slot)
+
+
+async def _schedule_job(context: JobContext, timestamp: int) -> None:
+    done = await _fleet(context).schedule(context.app)
+    if done.added:
+        logger.info("queued %d due personas: %s", len(done.added), ", ".join(done.added))
+
+
+async def _recover_job(context: JobContext, timestamp: int) -> None:
+    await _fleet(context).recover(context.app)
+
+
+async def run_worker(
+    settings: WorkerSettings,
+    personas: Sequence[PersonaSpec],
+    *,
+    secret: str,
+    store: Engine,
+    store_url: str,
+    make_driver: Callable[[PersonaProfile], Driver],
+    stop: Stop,
+    metrics: RunnerMetrics,
+    on_ready: Callable[[Run], None] = lambda _run: None,
+) -> None:
+    """Play the fleet's tick jobs, `settings.run.concurrency` at a time, until `stop` is requested.
+
+    The fleet's run is joined (or begun, by the first worker of its label). On a stop no job is
+    fetched any more and the ticks in flight end as the stop says; then the process leaves the queue.
+    """
+    run = await anyio.to_thread.run_sync(ensure_fleet_run, store, settings.run, personas, settings.every)
+    app = queue_app(store_url, run.run_id, schedule_every=schedule_seconds(settings.every))
+    async with app.open_async(), ProductClient(settings.run.target, timeout=settings.run.timeout) as client:
+        fleet = Fleet(
+            settings,
+            run,
+            personas,
+            secret=secret,
+            store=store,
+            client=client,
+            make_driver=make_driver,
+            stop=stop,
+            metrics=metrics,
+        )
+        common: dict[str, Any] = {
+            "additional_context": {"fleet": fleet},
+            "install_signal_handlers": False,  # the stop has them: one grace for every tick in the process
+            "update_heartbeat_interval": settings.stalled_after / 3,
+            "stalled_worker_timeout": settings.stalled_after,
+            # Ticks end within the grace on their own (see `play`); this only bounds a job that would not.
+            "shutdown_graceful_timeout": stop.grace + RECORDING_LIMIT + 5,
+            "delete_jobs": "successful",  # the results store keeps what a tick did; the queue only what is left
+        }
+        workers = [
+            Worker(app, queues=[tick_queue(run.run_id)], concurrency=settings.run.concurrency, name="ticks", **common),
+            Worker(app, queues=[control_queue(run.run_id)], concurrency=1, name="control", **common),
+        ]
+        async with anyio.create_task_group() as beside:
+            beside.start_soon(keep_beating, metrics)
+            beside.start_soon(fleet.watch_backlog, app)
+            async with anyio.create_task_group() as working:
+                for worker in workers:
+                    working.start_soon(worker.run)
+                on_ready(run)
+                with stop.guard(grace=0):
+                    await anyio.sleep_forever()
+                metrics.stopping()
+                for worker in workers:
+                    worker.stop()
+            beside.cancel_scope.cancel()
