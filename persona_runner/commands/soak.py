@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from persona_runner.commands.catalog_file import catalog_from
 from persona_runner.commands.options import (
     AdminTokenOption,
     BaseUrlOption,
@@ -23,18 +22,21 @@ from persona_runner.commands.options import (
     ConcurrencyOption,
     DbOption,
     DriverOption,
+    EveryOption,
     GraceOption,
     LabelOption,
     MaxTurnsOption,
+    MetricsHostOption,
+    MetricsPortOption,
     ModelOption,
     PersonaOption,
     SeedOption,
     TargetOption,
     TimeoutOption,
+    interval_from,
 )
 from persona_runner.credentials import seed_secret
 from persona_runner.run.stopping import DEFAULT_GRACE, Stop
-from persona_runner.util.durations import parse_duration
 from persona_runner.util.errors import UserError
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
     from persona_runner.commands.run_session import RunPlan, Ticking
     from persona_runner.commands.run_target import Target
+    from persona_runner.run.metrics import RunnerMetrics
     from persona_runner.run.recorder import TickRecord
     from persona_runner.run.runner import RunResult
     from persona_runner.run.soak import SoakStatus
@@ -57,15 +60,15 @@ def soak(
     until: Annotated[
         str | None, typer.Option(help="Soak until this time of day, HH:MM UTC (the next one to come).")
     ] = None,
-    every: Annotated[
-        str | None, typer.Option(help="Tick each persona this often (10m, 2s), instead of its catalog cadence.")
-    ] = None,
+    every: EveryOption = None,
     concurrency: ConcurrencyOption = 4,
     target: TargetOption = None,
     admin_token: AdminTokenOption = None,
     label: LabelOption = None,
     db: DbOption = None,
     grace: GraceOption = DEFAULT_GRACE,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = "127.0.0.1",
     persona: PersonaOption = None,
     driver: DriverOption = "scripted",
     model: ModelOption = None,
@@ -83,28 +86,19 @@ def soak(
     starts, ticks in flight get --grace to finish. Without --target a fresh reference product
     is started and seeded. Exit 0 when every tick ran or a signal stopped the soak, 1 when
     ticks failed, 2 on usage errors. One soak is one run: `report --run` and `gate` read it.
+    --metrics-port serves /metrics (Prometheus) and /health while the soak runs.
 
     Example: persona-runner soak --duration 8h --every 10m --target http://127.0.0.1:8765
     """
-    from persona_runner.commands.run_drivers import choose_driver
+    from persona_runner.commands.run_drivers import lasting_drivers
     from persona_runner.commands.run_output import print_outcome
     from persona_runner.commands.run_session import RunPlan, execute_on_product
 
     if duration and until:
         raise UserError("--duration and --until both say when the soak ends: give one")
-    length, interval = _interval(duration, "--duration"), _interval(every, "--every")
+    length, interval = interval_from(duration, "--duration"), interval_from(every, "--every")
     ends_by = _until(until, datetime.now(UTC))
-    loaded = catalog_from(catalog)
-    personas = loaded.select(persona or [])
-    drivers = choose_driver(
-        driver,
-        model=model,
-        base_url=base_url,
-        cassette=None,
-        max_tokens_per_tick=None,
-        max_tokens_per_run=None,
-        sample=personas[0].to_profile(),
-    )
+    loaded, personas, drivers = lasting_drivers(catalog, persona, driver, model, base_url)
     plan = RunPlan(
         catalog=loaded,
         personas=personas,
@@ -118,10 +112,19 @@ def soak(
         label=label,
         tick_date=None,
     )
-    soaking = _soaking(length, ends_by, interval)
-    result = execute_on_product(
-        plan, target=target, admin_token=admin_token, faults=[], delays=[], grace=grace, ticking=soaking
-    )
+    from persona_runner.run.metrics import RunnerMetrics, serving_metrics
+
+    metrics = RunnerMetrics()
+    with serving_metrics(metrics, metrics_port, metrics_host):
+        result = execute_on_product(
+            plan,
+            target=target,
+            admin_token=admin_token,
+            faults=[],
+            delays=[],
+            grace=grace,
+            ticking=_soaking(length, ends_by, interval, metrics),
+        )
     if result is None:
         return
     print_outcome(result, None, db, each_tick=False)
@@ -141,16 +144,9 @@ def _until(text: str | None, now: datetime) -> datetime | None:
     return moment if moment > now else moment + timedelta(days=1)
 
 
-def _interval(text: str | None, flag: str) -> timedelta | None:
-    if text is None:
-        return None
-    seconds = parse_duration(text, flag)
-    if seconds <= 0:
-        raise UserError(f"{flag} {text!r}: give a length above 0s")
-    return timedelta(seconds=seconds)
-
-
-def _soaking(duration: timedelta | None, until: datetime | None, every: timedelta | None) -> Ticking:
+def _soaking(
+    duration: timedelta | None, until: datetime | None, every: timedelta | None, metrics: RunnerMetrics
+) -> Ticking:
     """The soak's way of ticking the personas of a run plan, once the product is ready."""
 
     async def soaking(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> RunResult:
@@ -162,19 +158,28 @@ def _soaking(duration: timedelta | None, until: datetime | None, every: timedelt
             if record.status not in RAN_STATUSES:
                 print_tick_failure(record)
 
+        import anyio
+
+        from persona_runner.run.metrics import keep_beating
+
         status = SoakStatus()
         with _progress(lambda: _status_line(status, stop)):
-            return await execute_soak(
-                SoakSettings(plan.settings(target.url), duration, until, every),
-                plan.personas,
-                secret=plan.secret,
-                store=store,
-                make_driver=plan.drivers.new_driver,
-                spaces=plan.catalog.spaces,
-                stop=stop,
-                status=status,
-                on_tick=ended,
-            )
+            async with anyio.create_task_group() as beside:
+                beside.start_soon(keep_beating, metrics)
+                result = await execute_soak(
+                    SoakSettings(plan.settings(target.url), duration, until, every),
+                    plan.personas,
+                    secret=plan.secret,
+                    store=store,
+                    make_driver=plan.drivers.new_driver,
+                    spaces=plan.catalog.spaces,
+                    stop=stop,
+                    status=status,
+                    on_tick=ended,
+                    metrics=metrics,
+                )
+                beside.cancel_scope.cancel()
+            return result
 
     return soaking
 

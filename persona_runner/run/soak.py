@@ -28,6 +28,7 @@ from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.cadence import HISTORY_DEPTH, NextDue, PastTick, next_due
 from persona_runner.run.client import ProductClient
+from persona_runner.run.metrics import RunnerMetrics
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import (
     RAN_STATUSES,
@@ -155,6 +156,7 @@ async def execute_soak(
     stop: Stop,
     status: SoakStatus | None = None,
     on_tick: Callable[[TickRecord], None] = lambda _record: None,
+    metrics: RunnerMetrics | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> RunResult:
     """Tick each persona whenever it is due until the soak ends or a signal comes, under one run id.
@@ -162,8 +164,9 @@ async def execute_soak(
     The soak ends as `settings.ends_at` says, counted from now. At the end, ticks in flight get
     `stop.grace` to finish, as after a signal. The run is then `stopped` (a signal), `failed`
     (some ticks failed) or `ok`; `aborted` when it raised. `status` is kept up to date for
-    whoever shows progress; `now` is the clock the schedule reads.
+    whoever shows progress, `metrics` for whoever scrapes them; `now` is the clock the schedule reads.
     """
+    metrics = metrics or RunnerMetrics()
     ends_at = settings.ends_at(now())
     run = await begin_run(
         store,
@@ -198,12 +201,15 @@ async def execute_soak(
                 timeout=settings.run.timeout,
                 number=numbers[persona.name],
             )
+            metrics.tick_started()
             try:
                 record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store)
             except anyio.get_cancelled_exc_class():
                 result.aborted.append(persona.name)
                 status.in_flight -= 1
+                metrics.tick_cut_off()
                 raise
+            metrics.tick_ended(record)
             schedule.ended(persona, record.status)
             result.ticks.append(record)
             status.done += 1
@@ -219,10 +225,12 @@ async def execute_soak(
                     while not stop.requested and (ends_at is None or now() < ends_at):
                         moment = now()
                         free = settings.run.concurrency - len(schedule.in_flight)
-                        for persona in schedule.ready(moment)[: max(free, 0)]:
+                        ready = schedule.ready(moment)
+                        for persona in ready[: max(free, 0)]:
                             schedule.started(persona, moment)
                             status.in_flight += 1
                             tasks.start_soon(tick, persona, moment)
+                        metrics.set_due(max(len(ready) - max(free, 0), 0))
                         changed = anyio.Event()
                         nxt = schedule.next_up(moment)
                         status.next_up = (nxt[0].name, nxt[1]) if nxt else None
@@ -231,6 +239,7 @@ async def execute_soak(
                         with stop.guard(grace=0), anyio.move_on_after(_seconds_until(wake, now())):
                             await changed.wait()
                     # The end: nothing starts any more, and what is in flight gets the grace to finish.
+                    metrics.stopping()
                     tasks.cancel_scope.deadline = min(tasks.cancel_scope.deadline, anyio.current_time() + stop.grace)
     result.not_started = [p.name for p in personas if numbers[p.name] == 0]
     await end_run(store, run, result, stop)
