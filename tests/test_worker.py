@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import create_engine, text
 
 from persona_runner.catalog import Catalog, default_catalog_path, load_catalog
-from persona_runner.run.worker import SCHEDULE_SECONDS, schedule_seconds
+from persona_runner.run.fleet import FIRST_SLOT, fleet_run_id
+from persona_runner.run.worker import SCHEDULE_SECONDS, defer_tick, queue_app, schedule_seconds
 from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli, one_line_error, served_product
 
 pytestmark = pytest.mark.postgres
@@ -96,6 +98,10 @@ def actions_of(db: str, tick_id: str) -> int:
         engine.dispose()
 
 
+def calls_streamed(db: str) -> int:
+    return max((actions_of(db, str(tick["tick_id"])) for tick in ticks(db)), default=0)
+
+
 def wait_for(what: str, ready: Callable[[], bool], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -134,9 +140,12 @@ def slow_product_flags() -> list[str]:
     return [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=400ms")]
 
 
+@pytest.mark.parametrize("queued_again", [False, True], ids=["alone", "queued-again-meanwhile"])
 def test_a_worker_killed_mid_tick_leaves_it_interrupted_and_another_worker_plays_the_slot(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, queued_again: bool
 ) -> None:
+    """Killed outright, the worker stops beating; its job goes back to the queue and another worker plays
+    the slot. When a scheduler queued the slot again while the job was taken, that job plays it instead."""
     catalog = write_catalog(tmp_path, 1)
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
     with served_product(tmp_path, *slow_product_flags()) as (url, _):
@@ -148,8 +157,11 @@ def test_a_worker_killed_mid_tick_leaves_it_interrupted_and_another_worker_plays
             )
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
+        if queued_again:
+            anyio.run(defer_waiting_again, pg_url, "maya-0")
         with workers(1, "--target", url, *STALLED, *common):
             wait_for("the slot played to the end", lambda: any(t["status"] == "ok" for t in ticks(pg_url)), 120)
+            time.sleep(SCHEDULE_ROUND)  # nothing else plays the slot, whatever is left in the queue
     cut, finished = ticks(pg_url)
     assert (cut["status"], finished["status"]) == ("interrupted", "ok")
     assert cut["slot"] == finished["slot"] == "first"
@@ -157,6 +169,13 @@ def test_a_worker_killed_mid_tick_leaves_it_interrupted_and_another_worker_plays
     assert int(str(cut["tool_calls"])) >= 2 and actions_of(pg_url, str(cut["tick_id"])) == cut["tool_calls"]
     assert "cut short" in str(cut["error"])
     assert finished["started_at"] >= cut["ended_at"]  # type: ignore[operator]
+
+
+async def defer_waiting_again(db: str, persona: str) -> None:
+    """A second job for the persona's first slot, waiting while the first is still taken by a dead worker."""
+    app = queue_app(db, fleet_run_id(None))
+    async with app.open_async():
+        await defer_tick(app, fleet_run_id(None), persona, FIRST_SLOT)
 
 
 def test_sigterm_records_the_tick_in_flight_as_aborted_and_the_worker_exits_0(tmp_path: Path, pg_url: str) -> None:

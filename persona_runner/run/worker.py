@@ -29,7 +29,8 @@ from typing import Any
 
 import anyio
 from procrastinate import App, JobContext, PsycopgConnector
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException, UniqueViolation
+from procrastinate.jobs import Status
 from procrastinate.worker import Worker
 from sqlalchemy.engine import Engine
 
@@ -120,19 +121,21 @@ async def enqueue_due(
     done = Enqueued(added=[], waiting=[])
     for due in slots:
         name = due.persona.name
-        job = app.configure_task(
-            TICK_TASK,
-            lock=persona_lock(name),
-            queueing_lock=slot_lock(run_id, name, due.slot),
-            queue=tick_queue(run_id),
-        )
         try:
-            await job.defer_async(run_id=run_id, persona=name, slot=due.slot)
+            await defer_tick(app, run_id, name, due.slot)
         except AlreadyEnqueued:
             done.waiting.append(name)
         else:
             done.added.append(name)
     return done
+
+
+async def defer_tick(app: App, run_id: str, persona: str, slot: str) -> None:
+    """Queue the persona's slot; AlreadyEnqueued when a job for it is waiting already."""
+    job = app.configure_task(
+        TICK_TASK, lock=persona_lock(persona), queueing_lock=slot_lock(run_id, persona, slot), queue=tick_queue(run_id)
+    )
+    await job.defer_async(run_id=run_id, persona=persona, slot=slot)
 
 
 class Fleet:
@@ -190,9 +193,8 @@ class Fleet:
         self.metrics.tick_started()
         try:
             with self.stop.guard():
-                record = await run_tick(
-                    plan, client=self.client, driver=self.make_driver(plan.persona), store=self.store
-                )
+                driver = self.make_driver(plan.persona)
+                record = await run_tick(plan, client=self.client, driver=driver, store=self.store, stop=self.stop)
         finally:
             self.metrics.tick_ended(record) if record else self.metrics.tick_cut_off()
         if record is None:
@@ -232,8 +234,11 @@ class Fleet:
             await anyio.to_thread.run_sync(interrupt_slot, self.store, self.run.run_id, persona, slot, reason)
             try:
                 await app.job_manager.retry_job(job)
-            except Exception as exc:  # another worker's recovery sent it back first
-                logger.info("job %s of %s was not retried here: %s", job.id, persona, exc)
+            except UniqueViolation:
+                # A scheduler queued the slot again while this job was taken: the job waiting plays it.
+                await app.job_manager.finish_job(job, status=Status.ABORTED, delete_job=False)
+            except ConnectorException as exc:  # another worker's recovery sent it back first
+                logger.info("job %s of %s was not retried here: %s", job.id, persona, exc.__cause__ or exc)
                 continue
             logger.warning("%s: %s; its slot %s goes back to the queue", persona, reason, slot)
 
