@@ -245,6 +245,10 @@ def test_kill_9_mid_run_leaves_running_ticks_the_next_run_marks_interrupted_keep
             assert calls == kept[tick_id] >= 1
             assert f"pid {doomed.pid}) ended without finishing it" in error
             assert store_rows(db, "SELECT COUNT(*) FROM persona_actions WHERE tick_id = ?", tick_id) == [(calls,)]
+    # The killed run says so too, ended when its ticks were last heard of.
+    runs = store_rows(db, "SELECT status, ended_at IS NOT NULL, error FROM runs ORDER BY started_at")
+    assert [(status, ended) for status, ended, _ in runs] == [("interrupted", 1), ("ok", 1)]
+    assert f"pid {doomed.pid}) ended without finishing it" in runs[0][2]
 
 
 def running_tick(

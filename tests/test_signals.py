@@ -190,6 +190,35 @@ def test_the_embedded_product_leaves_no_temporary_data_when_stopped(tmp_path: Pa
     assert list(scratch.iterdir()) == []
 
 
+def test_a_store_that_does_not_answer_cannot_hold_the_stop_and_loses_nothing(tmp_path: Path, slow_product: str) -> None:
+    """The results store locked from the moment of the stop: the writes of the end wait for it within one
+    shared limit, the process exits within grace + 5 s saying the run's end is not on record, and the
+    ticks cut off stay on record with the calls they streamed until the next process marks them."""
+    db = tmp_path / "r.db"
+    before = settled_calls(slow_product)
+    run = start_run(db, "--target", slow_product, "--grace", "1s")
+    await_calls(slow_product, before, 4)
+    time.sleep(1.5)  # the calls streamed (about a second behind)
+    locker = sqlite3.connect(db, timeout=30)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        elapsed, stderr = stop_run(run, signal.SIGTERM)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert elapsed < 1 + STOP_MARGIN
+    assert run.returncode == 1 and "could not record the end of run" in stderr and "Traceback" not in stderr
+    ticks = rows(db, "SELECT tick_id, status FROM ticks")
+    assert len(ticks) == 2 and {status for _, status in ticks} <= {"running", "aborted"}
+    streamed = dict(rows(db, "SELECT tick_id, COUNT(*) FROM persona_actions GROUP BY tick_id"))
+    assert sum(streamed.values()) >= 2
+    # The next process to tick on the store finds what the stopped one left running.
+    again = cli("run", "--target", slow_product, "--persona", "ravi", "--max-turns", "1", "--db", str(db))
+    assert again.returncode == 0, again.stderr
+    kept = dict(rows(db, "SELECT tick_id, status FROM ticks"))
+    assert {kept[tick_id] for tick_id, _ in ticks} <= {"interrupted", "aborted"}
+
+
 def _run_begun(db: Path) -> bool:
     try:
         return rows(db, "SELECT COUNT(*) FROM runs") == [(1,)]

@@ -37,6 +37,7 @@ from persona_runner.run.recorder import (
     start_tick,
 )
 from persona_runner.store.models import PersonaAction, utcnow
+from persona_runner.util.threads import in_daemon_thread
 
 logger = logging.getLogger("persona_runner.run.live_tick")
 
@@ -105,7 +106,9 @@ class LiveTick:
             written = self.written
         write = partial(save_tick, self.store, self.record, self.cadence, calls_written=written)
         try:
-            await anyio.to_thread.run_sync(write)
+            # A write cut off (see `run_tick`) goes on in its thread without holding the process; rows are
+            # merged, so a write that lands late is harmless.
+            await in_daemon_thread(write, f"persona-runner tick end {self.record.tick_id}")
         except RecordError as exc:
             self.record.store_error = str(exc)
             raise

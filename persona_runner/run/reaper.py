@@ -1,4 +1,4 @@
-"""Ticks whose process died mid-tick: marked `interrupted`, keeping the calls they recorded.
+"""Ticks (and runs) whose process died mid-tick: marked `interrupted`, keeping the calls they recorded.
 
 A tick is `running` on record from its start, its process refreshes its
 heartbeat every few seconds and writes its end. A process killed outright
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from persona_runner.run.owner import Owner, this_process
-from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Tick
+from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Run, Tick
 
 #: A live process refreshes its ticks' heartbeat every few seconds, but a write may keep retrying a
 #: locked or unreachable store for a minute (`STORE_RETRY_SECONDS`, plus SQLite's busy wait): only
@@ -40,7 +40,25 @@ def reap_interrupted(engine: Engine, now: datetime) -> list[str]:
                 gone[row.tick_id] = (last_seen, reason)
         if gone:
             mark_interrupted(session, gone)
+        _end_runs_left_running(session)
     return list(gone)
+
+
+def _end_runs_left_running(session: Session) -> None:
+    """Mark `interrupted` the runs whose process is known gone (see `Owner.is_gone`), ended when their
+    last tick did. A run on another host stays as it is: nothing here can tell it is gone."""
+    for run in session.scalars(select(Run).where(col(Run.status) == "running", col(Run.runner).is_not(None))):
+        owner = Owner.parse(run.runner or "")
+        if owner is None or not owner.is_gone():
+            continue
+        last = session.scalar(
+            select(func.max(func.coalesce(col(Tick.ended_at), col(Tick.heartbeat_at)))).where(
+                col(Tick.run_id) == run.run_id
+            )
+        )
+        run.status, run.ended_at = "interrupted", _utc(last or run.started_at)
+        run.error = f"its process ({owner.host} pid {owner.pid}) ended without finishing it"
+        session.add(run)
 
 
 def mark_interrupted(session: Session, gone: dict[str, tuple[datetime, str]]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,12 +28,14 @@ from persona_runner.catalog import PersonaSpec, SpaceSpec
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.client import ERROR_LIMIT, ProductClient
+from persona_runner.run.owner import this_process
 from persona_runner.run.recorder import RecordError, TickRecord
 from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
 from persona_runner.store.retry import retrying
 from persona_runner.util.text import truncate
+from persona_runner.util.threads import in_daemon_thread
 
 RAN_STATUSES = ("ok", "rating_unparsed")
 
@@ -110,7 +113,7 @@ async def _end_run(store: Engine, run: Run, status: str, stop: Stop) -> None:
     so, and a store that does not answer cannot hold a process that was asked to stop."""
     run.ended_at, run.status = utcnow(), status
     with stop.recording() as recording:
-        await anyio.to_thread.run_sync(_write_run, store, run, abandon_on_cancel=True)
+        await in_daemon_thread(partial(_write_run, store, run), "persona-runner run end")
     if recording.cancelled_caught:
         raise RecordError(
             f"could not record the end of run {run.run_id}: the results store did not answer within "
@@ -123,6 +126,7 @@ async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[Per
     beyond the settings."""
     run = Run(
         run_id=new_run_id(),
+        runner=str(this_process()),
         label=settings.label,
         target=settings.target,
         driver=settings.driver,
@@ -222,7 +226,7 @@ async def execute_run(
                     max_turns=settings.max_turns,
                     timeout=settings.timeout,
                 )
-                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store)
+                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store, stop=stop)
                 result.ticks.append(record)
                 on_tick(record)
 

@@ -203,7 +203,7 @@ async def execute_soak(
             )
             metrics.tick_started()
             try:
-                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store)
+                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store, stop=stop)
             except anyio.get_cancelled_exc_class():
                 result.aborted.append(persona.name)
                 status.in_flight -= 1

@@ -20,7 +20,6 @@ off in order, so a second signal there raises KeyboardInterrupt, as Ctrl-C does 
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -44,6 +43,7 @@ class Stop:
         self.hurried = False  # a second signal came
         self._asked_at: float | None = None  # time.monotonic() of the first signal
         self._guards: dict[anyio.CancelScope, float] = {}  # each open guard, with its grace
+        self._recording_until: float | None = None  # when every write after the stop must be done
 
     @property
     def requested(self) -> bool:
@@ -71,10 +71,14 @@ class Stop:
             self._end_as_asked(scope)
 
     def recording(self) -> anyio.CancelScope:
-        """A scope to write what was done in: no cancellation reaches it, and once a stop was asked
-        it ends after RECORDING_LIMIT (a write in a thread is then abandoned to finish on its own)."""
-        limit = RECORDING_LIMIT if self.requested else math.inf
-        return anyio.CancelScope(shield=True, deadline=anyio.current_time() + limit)
+        """A scope to write what was done in: no cancellation reaches it, and once a stop was asked it ends
+        RECORDING_LIMIT after the first such write began, as do all the others (the ticks cut off and the
+        run's end share the limit; a write in a thread is then abandoned to finish on its own)."""
+        if not self.requested:
+            return anyio.CancelScope(shield=True)
+        if self._recording_until is None:
+            self._recording_until = anyio.current_time() + RECORDING_LIMIT
+        return anyio.CancelScope(shield=True, deadline=self._recording_until)
 
     def _end_as_asked(self, scope: anyio.CancelScope) -> None:
         if self.hurried:

@@ -46,6 +46,7 @@ from persona_runner.run.client import (
 )
 from persona_runner.run.live_tick import LiveTick
 from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord
+from persona_runner.run.stopping import Stop
 from persona_runner.store.models import utcnow
 from persona_runner.util.text import truncate
 
@@ -169,14 +170,18 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
     return "failed", truncate(f"{type(exc).__name__}: {exc}", ERROR_LIMIT)
 
 
-async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine) -> TickRecord:
+async def run_tick(
+    plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine, stop: Stop | None = None
+) -> TickRecord:
     """Play one persona's day against the product and record it.
 
     Never raises for a product, driver or store failure: each becomes the tick's status and reason
     (a store that would not take the tick also sets `store_error`). The tick is on record as
     `running` before the persona logs in, and its calls as they are made. Being cancelled (the run
-    is stopped) writes the day so far as `aborted`, then lets the cancellation go on.
+    is stopped) writes the day so far as `aborted` within `stop`'s recording limit, then lets the
+    cancellation go on.
     """
+    stop = stop or Stop()
     record = TickRecord(
         tick_id=plan.tick_id,
         run_id=plan.run_id,
@@ -208,7 +213,9 @@ async def run_tick(plan: TickPlan, *, client: ProductClient, driver: Driver, sto
             "aborted",
             f"the run was stopped during this tick, after {len(record.calls)} calls",
         )
-        with anyio.CancelScope(shield=True):
+        # Shielded, so the cut does not stop the write; bounded, so a store that does not answer cannot hold
+        # the stop: the tick then stays `running`, its calls streamed so far kept, until it is reaped.
+        with stop.recording():
             await _finish(driver, live, transcript, None)
         raise
     except Exception as raised:

@@ -51,9 +51,12 @@ class Run(ResultsTable, table=True):
     label: str | None = None  # the build, commit or purpose of the run (`--label`)
     started_at: datetime = Field(default_factory=utcnow, index=True)
     ended_at: datetime | None = None
-    status: str = "running"  # running | ok | failed | aborted
+    #: running | ok | failed | aborted | stopped (by a signal) | interrupted (its process died)
+    status: str = "running"
     #: Why the run could not do all it should, e.g. ticks the results store would not take.
     error: str | None = Field(default=None, sa_column=Column(Text))
+    #: The process running it, "host:pid:nonce" (see `Tick.runner`); None for a fleet, which many share.
+    runner: str | None = None
     target: str
     driver: str
     model: str | None = None
