@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued, ConnectorException, UniqueViolation
-from procrastinate.jobs import Status
+from procrastinate.jobs import Job, Status
 from procrastinate.worker import Worker
 from sqlalchemy.engine import Engine
 
@@ -79,6 +79,15 @@ class WorkerSettings:
     every: timedelta | None = None
     stalled_after: float = STALLED_AFTER
 
+    def schedule_seconds(self) -> int:
+        """How often to look for due personas: every SCHEDULE_SECONDS, or often enough that a persona ticking
+        `every` few seconds is not held back by the look (at most half its interval late)."""
+        return _regular_period(self.every.total_seconds() / 2 if self.every else SCHEDULE_SECONDS, SCHEDULE_SECONDS)
+
+    def recover_seconds(self) -> int:
+        """How often to look for silent workers: a few times within `stalled_after`, at most every RECOVER_SECONDS."""
+        return _regular_period(self.stalled_after / 3, RECOVER_SECONDS)
+
 
 @dataclass(frozen=True)
 class Enqueued:
@@ -88,16 +97,15 @@ class Enqueued:
     waiting: list[str]
 
 
-def schedule_seconds(every: timedelta | None) -> int:
-    """How often to look for due personas: every SCHEDULE_SECONDS, or often enough that a persona ticking
-    `every` few seconds is not held back by the look (at most half its interval late)."""
-    wanted = SCHEDULE_SECONDS if every is None else every.total_seconds() / 2
-    return max((period for period in _EVEN_PERIODS if period <= wanted), default=1)
+def _regular_period(wanted: float, longest: int) -> int:
+    """The longest period of whole seconds up to `wanted` and `longest` that a cron's seconds field keeps
+    regular (one that divides a minute); 1 at least."""
+    return max((period for period in _EVEN_PERIODS if period <= min(wanted, longest)), default=1)
 
 
-def queue_app(store_url: str, run_id: str, *, schedule_every: int | None = None) -> App:
-    """The fleet's queue. With `schedule_every` (seconds), this process defers the fleet's scheduling and
-    recovery jobs (every worker does; the engine keeps one per moment)."""
+def queue_app(store_url: str, run_id: str, *, periodic: WorkerSettings | None = None) -> App:
+    """The fleet's queue. With `periodic`, this process defers the fleet's scheduling and recovery jobs as
+    often as those settings say (every worker does; the engine keeps one per moment)."""
     app = App(connector=PsycopgConnector(conninfo=conninfo(store_url), min_size=1))
     app.task(name=TICK_TASK, queue=tick_queue(run_id), pass_context=True)(_tick_job)
     control = control_queue(run_id)
@@ -107,20 +115,24 @@ def queue_app(store_url: str, run_id: str, *, schedule_every: int | None = None)
     recover = app.task(name=RECOVER_TASK, queue=control, pass_context=True, queueing_lock=f"recover:{run_id}")(
         _recover_job
     )
-    if schedule_every:
-        app.periodic(cron=f"* * * * * */{schedule_every}", periodic_id=run_id)(schedule)
-        app.periodic(cron=f"* * * * * */{RECOVER_SECONDS}", periodic_id=run_id)(recover)
+    if periodic:
+        app.periodic(cron=f"* * * * * */{periodic.schedule_seconds()}", periodic_id=run_id)(schedule)
+        app.periodic(cron=f"* * * * * */{periodic.recover_seconds()}", periodic_id=run_id)(recover)
     return app
 
 
 async def enqueue_due(
     app: App, store: Engine, run_id: str, personas: Sequence[PersonaSpec], every: timedelta | None
 ) -> Enqueued:
-    """Queue a tick job for each persona due now, in its slot; a slot already waiting is left as it is."""
+    """Queue a tick job for each persona due now, in its slot; a slot already waiting is left as it is, and
+    a persona whose job a worker has taken is left to it (its tick may not be on record yet)."""
+    taken = {str(job.task_kwargs["persona"]) for job in await _jobs(app, run_id, Status.DOING)}
     slots = await anyio.to_thread.run_sync(due_now, store, personas, every, utcnow())
     done = Enqueued(added=[], waiting=[])
     for due in slots:
         name = due.persona.name
+        if name in taken:
+            continue
         try:
             await defer_tick(app, run_id, name, due.slot)
         except AlreadyEnqueued:
@@ -128,6 +140,10 @@ async def enqueue_due(
         else:
             done.added.append(name)
     return done
+
+
+async def _jobs(app: App, run_id: str, status: Status) -> list[Job]:
+    return list(await app.job_manager.list_jobs_async(queue=tick_queue(run_id), task=TICK_TASK, status=status.value))
 
 
 async def defer_tick(app: App, run_id: str, persona: str, slot: str) -> None:
@@ -165,7 +181,8 @@ class Fleet:
         self.metrics = metrics
 
     async def play(self, persona: str, slot: str) -> None:
-        """Tick `persona` in `slot` unless the slot was played; held while the workers are paused."""
+        """Tick `persona` in `slot` unless the slot was played; held while the workers are paused (a job
+        taken in the moment the pause came)."""
         if not await self._wait_while_paused():
             return  # stopped while paused: the slot stays due, for the next worker
         spec = self.personas.get(persona)
@@ -202,6 +219,21 @@ class Fleet:
         else:
             reason = f": {record.error}" if record.error else ""
             logger.info("%s: tick %s %s, %s%s", persona, record.tick_id, record.status, record.summary(), reason)
+
+    async def take_ticks(self, worker: Worker) -> None:
+        """Run the tick worker until the stop. While the workers are paused it is stopped (its ticks in flight
+        finish, the queue keeps the rest), and it starts again on `resume`."""
+        while not self.stop.requested:
+            async with anyio.create_task_group() as watching:
+                watching.start_soon(self._stop_when_paused, worker)
+                await worker.run()
+                watching.cancel_scope.cancel()
+            await self._wait_while_paused()
+
+    async def _stop_when_paused(self, worker: Worker) -> None:
+        while await anyio.to_thread.run_sync(paused, self.store) is None:
+            await anyio.sleep(PAUSE_POLL_SECONDS)
+        worker.stop()
 
     async def _wait_while_paused(self) -> bool:
         """Return once the workers are not paused (True), or once a stop came (False)."""
@@ -245,8 +277,7 @@ class Fleet:
     async def watch_backlog(self, app: App) -> None:
         """Keep the metrics' due backlog (tick jobs waiting in this fleet's queue) up to date."""
         while True:
-            waiting = await app.job_manager.list_jobs_async(queue=tick_queue(self.run.run_id), status="todo")
-            self.metrics.set_due(len(list(waiting)))
+            self.metrics.set_due(len(await _jobs(app, self.run.run_id, Status.TODO)))
             await anyio.sleep(SCHEDULE_SECONDS)
 
 
@@ -287,7 +318,7 @@ async def run_worker(
     fetched any more and the ticks in flight end as the stop says; then the process leaves the queue.
     """
     run = await anyio.to_thread.run_sync(ensure_fleet_run, store, settings.run, personas, settings.every)
-    app = queue_app(store_url, run.run_id, schedule_every=schedule_seconds(settings.every))
+    app = queue_app(store_url, run.run_id, periodic=settings)
     async with app.open_async(), ProductClient(settings.run.target, timeout=settings.run.timeout) as client:
         fleet = Fleet(
             settings,
@@ -309,20 +340,20 @@ async def run_worker(
             "shutdown_graceful_timeout": stop.grace + RECORDING_LIMIT + 5,
             "delete_jobs": "successful",  # the results store keeps what a tick did; the queue only what is left
         }
-        workers = [
-            Worker(app, queues=[tick_queue(run.run_id)], concurrency=settings.run.concurrency, name="ticks", **common),
-            Worker(app, queues=[control_queue(run.run_id)], concurrency=1, name="control", **common),
-        ]
+        ticks = Worker(
+            app, queues=[tick_queue(run.run_id)], concurrency=settings.run.concurrency, name="ticks", **common
+        )
+        control = Worker(app, queues=[control_queue(run.run_id)], concurrency=1, name="control", **common)
         async with anyio.create_task_group() as beside:
             beside.start_soon(keep_beating, metrics)
             beside.start_soon(fleet.watch_backlog, app)
             async with anyio.create_task_group() as working:
-                for worker in workers:
-                    working.start_soon(worker.run)
+                working.start_soon(fleet.take_ticks, ticks)
+                working.start_soon(control.run)
                 on_ready(run)
                 with stop.guard(grace=0):
                     await anyio.sleep_forever()
                 metrics.stopping()
-                for worker in workers:
-                    worker.stop()
+                ticks.stop()
+                control.stop()
             beside.cancel_scope.cancel()
