@@ -69,9 +69,14 @@ def _check_sqlite_path(path: Path, *, create: bool) -> None:
         raise StoreError(f"results store {path}: directory {path.parent} is not writable; pass --db elsewhere")
 
 
+#: Tables a store an earlier version wrote may lack without being any less readable: they are made by the first
+#: command that records on it.
+LATER_TABLES = frozenset({"worker_pause"})
+
+
 def _missing_tables(engine: Engine) -> list[str]:
     present = set(inspect(engine).get_table_names())
-    return sorted(name for name in ResultsTable.metadata.tables if name not in present)
+    return sorted(name for name in ResultsTable.metadata.tables if name not in present | LATER_TABLES)
 
 
 def open_store(db: str | None = None, *, create: bool = True) -> Engine:
