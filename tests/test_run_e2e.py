@@ -192,3 +192,29 @@ def test_a_module_the_target_does_not_offer_is_reported_once(tmp_path: Path) -> 
     assert len(warnings) == 1 and warnings[0].startswith(
         "warning: personas[0].moduleMix.garden: module not offered by the target"
     )
+
+
+def test_repeat_lives_consecutive_days_each_a_tick_of_its_own_the_same_every_time(tmp_path: Path) -> None:
+    """`--repeat 3` triples the ticks: one per persona and day, with ids that say the day, and the same
+    calls again under the same seed and date."""
+    sequences = []
+    for attempt in ("a", "b"):
+        db = tmp_path / f"{attempt}.db"
+        done = cli(
+            "run", "--persona", "ravi", "--persona", "yuki", "--repeat", "3", "--date", "2026-11-20",
+            "--seed", "5", "--max-turns", "4", "--db", str(db),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(db) as conn:
+            [(run_id, config)] = conn.execute("SELECT run_id, config FROM runs").fetchall()
+            ticks = conn.execute("SELECT tick_id, tick_date FROM ticks ORDER BY tick_id").fetchall()
+            hashes = conn.execute(
+                "SELECT t.persona_name, t.tick_date, group_concat(a.input_hash, ',')"
+                " FROM ticks t JOIN persona_actions a USING (tick_id) GROUP BY t.tick_id ORDER BY t.tick_id"
+            ).fetchall()
+        assert json.loads(config)["repeat"] == 3
+        days = ["2026-11-20", "2026-11-21", "2026-11-22"]
+        assert ticks == [(f"{run_id}:{name}:{day}", day) for name in ("ravi", "yuki") for day in days]
+        sequences.append(hashes)
+    assert sequences[0] == sequences[1]
+    assert len({calls for _, _, calls in sequences[0]}) == 6, "each day is a day of its own"

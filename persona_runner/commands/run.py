@@ -54,6 +54,15 @@ def run(
     tick_date: Annotated[
         str | None, typer.Option("--date", help="The day the personas live through (ISO). Default: today, UTC.")
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=365,
+            help="Live K consecutive days from --date, one tick each: the calls a gate needs to judge "
+            "(`gate` says how many).",
+        ),
+    ] = 1,
     fault: FaultOption = None,
     delay: DelayOption = None,
     cassette: Annotated[
@@ -77,6 +86,8 @@ def run(
     findings) or a signal stopped the run, 1 when ticks failed, 2 on usage errors.
     SIGTERM or SIGINT starts no new tick and gives ticks in flight --grace to
     finish; a second signal aborts them at once.
+
+    --repeat K lives K consecutive days from --date per persona, each a tick of its own.
 
     Example: persona-runner run --persona maya --persona gremlin --seed 7
     """
@@ -118,6 +129,7 @@ def run(
         concurrency=concurrency,
         label=label,
         tick_date=day,
+        repeat=repeat,
     )
     result = execute_on_product(
         plan, target=target, admin_token=admin_token, faults=fault or [], delays=delay or [], grace=grace

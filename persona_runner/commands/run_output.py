@@ -53,8 +53,10 @@ def print_run(result: RunResult, *, each_tick: bool = True) -> None:
 
 def _print_ticks(result: RunResult) -> None:
     table = Table(title=f"Run {result.run_id}", title_justify="left")
+    days = len({t.tick_date for t in result.ticks}) > 1  # `run --repeat`: a row per persona and day
     for column, justify in (
         ("persona", "left"),
+        *([("day", "left")] if days else []),
         ("status", "left"),
         ("calls", "right"),
         ("errors", "right"),
@@ -68,6 +70,7 @@ def _print_ticks(result: RunResult) -> None:
         # Module names and errors come from the product: shown as text, never read as markup.
         table.add_row(
             escape(t.persona.name),
+            *([t.tick_date] if days else []),
             status,
             str(len(t.calls)),
             str(t.errors),

@@ -37,6 +37,7 @@ class RunPlan:
     concurrency: int
     label: str | None
     tick_date: date | None  # None: today, as `RunSettings` decides it
+    repeat: int = 1
 
     def settings(self, target: str) -> RunSettings:
         return RunSettings(
@@ -48,6 +49,7 @@ class RunPlan:
             timeout=self.timeout,
             concurrency=self.concurrency,
             label=self.label,
+            repeat=self.repeat,
             **({"tick_date": self.tick_date} if self.tick_date else {}),
         )
 
@@ -123,7 +125,9 @@ async def _tick(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> Run
         StopNotice(stop),
     )
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(f"ticking {len(plan.personas)} personas", total=len(plan.personas))
+        ticks = len(plan.personas) * plan.repeat
+        days = f", {plan.repeat} days each" if plan.repeat > 1 else ""
+        task = progress.add_task(f"ticking {len(plan.personas)} personas{days}", total=ticks)
 
         def done(record: TickRecord) -> None:
             progress.advance(task)

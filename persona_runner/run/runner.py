@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from typing import Any
 
@@ -51,6 +51,11 @@ class RunSettings:
     concurrency: int = 4
     label: str | None = None
     tick_date: date = field(default_factory=lambda: utcnow().date())
+    #: Days each persona lives in a `run`, one tick each, from `tick_date` on: enough calls for a gate to judge.
+    repeat: int = 1
+
+    def days(self) -> list[date]:
+        return [self.tick_date + timedelta(days=day) for day in range(self.repeat)]
 
 
 def new_run_id() -> str:
@@ -192,7 +197,8 @@ async def execute_run(
     on_tick: Callable[[TickRecord], None] = lambda _record: None,
     stop: Stop | None = None,
 ) -> RunResult:
-    """Tick every persona once; members of `spaces` are grouped as `sharing_groups` says.
+    """Tick every persona once (on each of `settings.days()`, in order); members of `spaces` are grouped as
+    `sharing_groups` says.
 
     `should_stop` lets a run-wide budget hold back ticks not yet started. Once `stop` is
     requested no tick starts, and ticks in flight are cut off (recorded `aborted`) when it
@@ -200,14 +206,14 @@ async def execute_run(
     is recorded as `aborted`, its ticks in flight too.
     """
     stop = stop or Stop()
-    run = await begin_run(store, settings, personas, tick_date=settings.tick_date.isoformat())
+    run = await begin_run(store, settings, personas, tick_date=settings.tick_date.isoformat(), repeat=settings.repeat)
     result = RunResult(run_id=run.run_id, ticks=[])
     limiter = anyio.Semaphore(max(1, settings.concurrency))
-    started: list[str] = []
+    started: list[TickPlan] = []
 
     async with ProductClient(settings.target, timeout=settings.timeout) as client:
 
-        async def one(persona: PersonaSpec) -> None:
+        async def one(persona: PersonaSpec, day: date) -> None:
             async with limiter:
                 if stop.requested:
                     return
@@ -215,33 +221,35 @@ async def execute_run(
                 if reason:
                     result.stopped_early = reason
                     return
-                started.append(persona.name)
                 plan = TickPlan(
                     run_id=run.run_id,
                     persona=persona.to_profile(),
                     cadence=persona.tick_cadence,
                     password=derive_password(persona.email, secret),
-                    tick_date=settings.tick_date,
+                    tick_date=day,
                     seed=settings.seed,
                     max_turns=settings.max_turns,
                     timeout=settings.timeout,
                 )
+                started.append(plan)
                 record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store, stop=stop)
                 result.ticks.append(record)
                 on_tick(record)
 
         async def in_turn(group: list[PersonaSpec]) -> None:
             for persona in group:
-                await one(persona)
+                for day in settings.days():
+                    await one(persona, day)
 
         async with aborted_on_error(store, run, stop):
             with stop.guard():
                 async with anyio.create_task_group() as tasks:
                     for group in sharing_groups(personas, spaces):
                         tasks.start_soon(in_turn, group)
-    finished = {t.persona.name for t in result.ticks}
-    result.aborted = [name for name in started if name not in finished]
-    result.not_started = [p.name for p in personas if p.name not in started]
+    finished = {t.tick_id for t in result.ticks}
+    result.aborted = list(dict.fromkeys(plan.persona.name for plan in started if plan.tick_id not in finished))
+    ticked = {plan.persona.name for plan in started}
+    result.not_started = [p.name for p in personas if p.name not in ticked]
     await end_run(store, run, result, stop)
-    result.ticks.sort(key=lambda t: t.persona.name)
+    result.ticks.sort(key=lambda t: (t.persona.name, t.tick_date))
     return result
