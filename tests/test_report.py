@@ -23,7 +23,6 @@ from persona_runner.reporting.markdown import cell, code, render_markdown
 from persona_runner.reporting.model import (
     RatingStats,
     Report,
-    error_rates_differ,
     rating_noise,
     ratings_differ,
     t_quantile_975,
@@ -211,16 +210,6 @@ def test_ratings_differ_by_welchs_t_test() -> None:
     assert ratings_differ(ratings(4, 5, 4, 5), ratings(4, 5, 4, 1)) is False
     assert ratings_differ(ratings(5, 5), ratings(4, 4)) is True  # no spread on either side: any difference is real
     assert ratings_differ(ratings(4), ratings(1, 1, 1)) is None
-
-
-def test_error_rates_differ_by_a_continuity_corrected_z_test() -> None:
-    # 0/24 -> 6/6: pooled 0.2, spread 1/24 + 1/6 = 0.2083, (1 - 0.1042) / sqrt(0.2 * 0.8 * 0.2083) = 4.9 > 1.96.
-    assert error_rates_differ(24, 0, 6, 6) is True
-    # 0/24 -> 1/12: pooled 1/36, spread 0.125, (0.0833 - 0.0625) / 0.0581 = 0.36 (Fisher's exact p = 0.33).
-    assert error_rates_differ(24, 0, 12, 1) is False
-    # 0/24 -> 1/6: (0.1667 - 0.1042) / 0.0819 = 0.76; uncorrected it would be 2.03 (Fisher's exact p = 0.2).
-    assert error_rates_differ(24, 0, 6, 1) is False
-    assert error_rates_differ(24, 0, 24, 0) is False and error_rates_differ(0, 0, 6, 6) is None
 
 
 def test_rating_interval_is_the_t_interval_of_the_mean() -> None:

@@ -14,6 +14,7 @@ from persona_runner.reporting.gate import (
     GateResult,
     Thresholds,
     compare,
+    evidence_lines,
     load_baseline_file,
     render_junit,
     render_markdown,
@@ -27,14 +28,12 @@ def _is_file(baseline: str) -> bool:
 
 
 def _explain(result: GateResult) -> list[str]:
-    """What a CI log should show: the verdict, every failure, and what could not be judged."""
+    """What a CI log should show: the verdict, every failure, the tools behind them, and what the gate could not
+    judge, one line per kind of check, with what it would take to judge it."""
     lines = [f"gate: {result.verdict}: candidate {result.candidate} against baseline {result.baseline}"]
     lines += [f"  FAIL {check.name}: {check.message}" for check in result.with_status("fail")]
-    lines += [f"  too little data: {check.name}" for check in result.with_status("insufficient")]
-    if result.new_failing_tools:
-        lines.append(f"  new failing tools: {', '.join(result.new_failing_tools)}")
-    if result.disappeared_tools:
-        lines.append(f"  tools that disappeared: {', '.join(result.disappeared_tools)}")
+    lines += [f"  {words}: {', '.join(tools)}" for words, tools in result.named_tools()]
+    lines += [f"  {line}" for line in evidence_lines(result)]
     return lines
 
 
@@ -89,10 +88,24 @@ def gate(
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="Also write a Markdown summary table.", show_default=False)
     ] = None,
+    require_evidence: Annotated[
+        bool,
+        typer.Option(
+            "--require-evidence",
+            help="Fail when a module of the baseline could not be judged at all (too little data on every check).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Compare a candidate run with a baseline: its ticks, then per module and per tool.
-    Exit 0 pass, 1 fail, 2 usage error."""
+    Exit 0 pass, 1 fail, 2 usage error.
+
+    Each check passes, fails, or says it had too little data; a pass says the smallest
+    worsening it could have caught, and the last line how many repeats (`run --repeat`)
+    the checks without enough data need.
+
+    Example: persona-runner gate --baseline baseline.json --candidate 20261122-041249-b306a8 --junit gate.xml
+    """
     engine = store_from(db, create=False)
     with engine.connect() as conn:
         candidate_scope = runs_scope(conn, [candidate])
@@ -117,6 +130,10 @@ def gate(
     write_all_atomic(
         [(path, render(result)) for path, render in ((junit, render_junit), (markdown, render_markdown)) if path]
     )
-    typer.echo("\n".join(_explain(result)))
-    if not result.passed:
+    lines = _explain(result)
+    blind = result.unjudged_modules(before) if require_evidence else []
+    if blind:
+        lines.append(f"  FAIL --require-evidence: no check could judge {', '.join(blind)}")
+    typer.echo("\n".join(lines))
+    if not result.passed or blind:
         raise typer.Exit(1)  # the verdict is the exit code CI reads

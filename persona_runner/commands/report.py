@@ -101,5 +101,8 @@ def report(
         typer.echo(f"wrote {target} (and {latest})")
     else:
         typer.echo(f"wrote {target}")
-    if result.is_empty:
+    if result.failures and result.is_empty:
+        ticks = result.totals.ticks
+        typer.echo(f"note: none of the {ticks} ticks in {scope.label} finished; see the top of the report", err=True)
+    elif result.is_empty:
         typer.echo(f"note: nothing was recorded in {scope.label}", err=True)

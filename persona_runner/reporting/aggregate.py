@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Date, Integer, and_, case, cast, func, inspect, or_, select, true
+from sqlalchemy import Date, Integer, and_, case, cast, func, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.domain import module_of_tool
-from persona_runner.reporting.formatting import percent
+from persona_runner.reporting.failures import failure_groups
+from persona_runner.reporting.gate import Thresholds, what_changed
 from persona_runner.reporting.model import (
-    Change,
     ErrorCount,
     ModuleReport,
     Note,
@@ -35,28 +35,14 @@ from persona_runner.reporting.model import (
     Totals,
     TrendPoint,
     error_rate,
-    error_rates_differ,
-    ratings_differ,
 )
+from persona_runner.reporting.tables import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, in_scope
 from persona_runner.store.db import describe
 from persona_runner.store.models import (
     IS_PRODUCT_ERROR,
     PRODUCT_ERROR,
-    Persona,
-    PersonaAction,
-    PersonaFeedback,
-    Run,
-    Tick,
-    Transcript,
 )
 from persona_runner.util.errors import UserError
-
-ACTIONS = inspect(PersonaAction).local_table
-FEEDBACK = inspect(PersonaFeedback).local_table
-TICKS = inspect(Tick).local_table
-TRANSCRIPTS = inspect(Transcript).local_table
-PERSONAS = inspect(Persona).local_table
-RUNS = inspect(Run).local_table
 
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 TOP_ERRORS = 5
@@ -115,17 +101,10 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
     return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
 
 
-def _in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
-    if scope.kind == "runs":
-        return table.c.run_id.in_(scope.run_ids)
-    moment = table.c.started_at if table is TICKS else table.c.created_at
-    return and_(moment >= scope.since, moment < scope.until)
-
-
 def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> list[Any]:
     """Calls and errors grouped by the given keys."""
     stmt = select(*keys, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
-    return list(conn.execute(stmt.where(_in_scope(ACTIONS, scope)).group_by(*keys)))
+    return list(conn.execute(stmt.where(in_scope(ACTIONS, scope)).group_by(*keys)))
 
 
 def _rating_stats(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> dict[tuple[Any, ...], RatingStats]:
@@ -134,7 +113,7 @@ def _rating_stats(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> 
     stmt = select(
         *keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq")
     )
-    rows = conn.execute(stmt.where(_in_scope(FEEDBACK, scope)).group_by(*keys))
+    rows = conn.execute(stmt.where(in_scope(FEEDBACK, scope)).group_by(*keys))
     return {
         tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows
     }
@@ -156,7 +135,7 @@ def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     percentiles = [
         func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()
     ]
-    return list(conn.execute(select(*keys, *counts, *percentiles).where(_in_scope(ACTIONS, scope)).group_by(*keys)))
+    return list(conn.execute(select(*keys, *counts, *percentiles).where(in_scope(ACTIONS, scope)).group_by(*keys)))
 
 
 def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
@@ -177,7 +156,7 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
             func.count().label("calls"),
             func.sum(IS_PRODUCT_ERROR).label("errors"),
         )
-        .where(_in_scope(ACTIONS, scope))
+        .where(in_scope(ACTIONS, scope))
         .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond)
         .cte("histogram")
     )
@@ -221,7 +200,7 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
                 ),
             )
         )
-        .where(_in_scope(ACTIONS, scope))
+        .where(in_scope(ACTIONS, scope))
         .subquery()
     )
 
@@ -248,6 +227,27 @@ def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
     return list(conn.execute(stmt))
 
 
+def _latency_histograms(conn: Connection, scope: Scope) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """Calls per tool and whole millisecond: the latency distributions the gate's rank test compares.
+
+    Latencies are cut to whole milliseconds (truncated, as `_sqlite_tool_rows` buckets them): finer
+    differences are not regressions anyone ships a fix for, and a tool's histogram stays small.
+    """
+    latency = ACTIONS.c.latency_ms
+    whole = cast(func.trunc(latency) if conn.dialect.name == "postgresql" else latency, Integer).label("ms")
+    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
+    rows = conn.execute(
+        select(*keys, whole, func.count().label("calls"))
+        .where(in_scope(ACTIONS, scope))
+        .group_by(*keys, whole)
+        .order_by(*keys, whole)
+    )
+    histograms: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for row in rows:
+        histograms[(row.module, row.tool_name)].append((int(row.ms), int(row.calls)))
+    return histograms
+
+
 def _top_per_module(conn: Connection, inner: Any, order_by: Sequence[ColumnElement[Any]], limit: int) -> list[Any]:
     """The first `limit` rows of each module of a subquery, ranked in SQL so only those leave the database."""
     rank = func.row_number().over(partition_by=inner.c.module, order_by=order_by).label("rank")
@@ -259,7 +259,7 @@ def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
     message = func.coalesce(ACTIONS.c.error_message, "(no message)").label("message")
     grouped = (
         select(ACTIONS.c.module, message, func.count().label("count"))
-        .where(_in_scope(ACTIONS, scope), PRODUCT_ERROR)
+        .where(in_scope(ACTIONS, scope), PRODUCT_ERROR)
         .group_by(ACTIONS.c.module, message)
         .subquery()
     )
@@ -279,7 +279,7 @@ def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict
             FEEDBACK.c.tick_id,
             FEEDBACK.c.created_at,
         )
-        .where(_in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
+        .where(in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
         .subquery()
     )
     order = (with_notes.c.rating, with_notes.c.created_at.desc(), with_notes.c.tick_id)
@@ -304,7 +304,7 @@ def _offered_tools(conn: Connection, scope: Scope) -> set[str]:
         .distinct()
         .select_from(TICKS.join(TRANSCRIPTS, TRANSCRIPTS.c.tick_id == TICKS.c.tick_id))
         .join(names, true())
-        .where(_in_scope(TICKS, scope))
+        .where(in_scope(TICKS, scope))
     )
     return {str(name) for name in conn.execute(stmt).scalars()}
 
@@ -382,48 +382,17 @@ def _day(conn: Connection, moment: Any) -> ColumnElement[Any]:
     return cast(func.timezone("UTC", moment), Date)
 
 
-def _changes(conn: Connection, previous: Scope, modules: list[ModuleReport]) -> list[Change]:
-    """Modules whose mean rating or error rate moved beyond noise since the previous scope, in plain words."""
-    ratings_before = _rating_stats(conn, previous, FEEDBACK.c.module)
-    counts_before = {
-        row.module: (row.calls, int(row.errors)) for row in _action_counts(conn, previous, ACTIONS.c.module)
-    }
-    changes = []
-    for now in modules:
-        before = ratings_before.get((now.module,), RatingStats())
-        calls_before, errors_before = counts_before.get(now.module, (0, 0))
-        rating_moved = bool(ratings_differ(before, now.rating))
-        errors_moved = bool(error_rates_differ(calls_before, errors_before, now.calls, now.errors))
-        if not (rating_moved or errors_moved):
-            continue
-        rate_before = error_rate(calls_before, errors_before)
-        parts = []
-        if before.mean is not None and now.rating.mean is not None:
-            parts.append(f"mean rating {before.mean:.1f} -> {now.rating.mean:.1f}")
-        if rate_before is not None and now.error_rate is not None:
-            parts.append(f"error rate {percent(rate_before)} -> {percent(now.error_rate)}")
-        changes.append(
-            Change(
-                module=now.module,
-                summary=f"{now.module}: {', '.join(parts)} since {previous.label}",
-                rating_before=before.mean,
-                rating_after=now.rating.mean,
-                rating_moved=rating_moved,
-                error_rate_before=rate_before,
-                error_rate_after=now.error_rate,
-                error_rate_moved=errors_moved,
-                worse=(rating_moved and (now.rating.mean or 0.0) < (before.mean or 0.0))
-                or (errors_moved and (now.error_rate or 0.0) > (rate_before or 0.0)),
-            )
-        )
-    return changes
-
-
-def _tool_stats(row: Any) -> ToolStats:
+def _tool_stats(row: Any, histogram: list[tuple[int, int]]) -> ToolStats:
     calls, errors = row.calls, int(row.errors)
     latencies = {name: None if row._mapping[name] is None else float(row._mapping[name]) for name in PERCENTILES}
     return ToolStats(
-        tool=row.tool_name, module=row.module, calls=calls, errors=errors, error_rate=errors / calls, **latencies
+        tool=row.tool_name,
+        module=row.module,
+        calls=calls,
+        errors=errors,
+        error_rate=errors / calls,
+        latency_histogram=histogram,
+        **latencies,
     )
 
 
@@ -454,7 +423,7 @@ def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> l
         row.persona_id: (row.name, row.ticks)
         for row in conn.execute(
             select(TICKS.c.persona_id, func.max(TICKS.c.persona_name).label("name"), func.count().label("ticks"))
-            .where(_in_scope(TICKS, scope))
+            .where(in_scope(TICKS, scope))
             .group_by(TICKS.c.persona_id)
         )
     }
@@ -485,7 +454,8 @@ def _module_reports(
     conn: Connection, scope: Scope, personas: list[PersonaReport], persona_rows: Sequence[Any]
 ) -> tuple[Literal["day", "run"], list[ModuleReport]]:
     """Everything per module: ratings, calls, errors, latency per tool, coverage, mix, errors, notes, trend."""
-    tools = [_tool_stats(row) for row in _tool_rows(conn, scope)]
+    histograms = _latency_histograms(conn, scope)
+    tools = [_tool_stats(row, histograms[(row.module, row.tool_name)]) for row in _tool_rows(conn, scope)]
     ratings = {module: stats for (module,), stats in _rating_stats(conn, scope, FEEDBACK.c.module).items()}
     trend_by, trend = _trend(conn, scope)
     errors = _top_errors(conn, scope)
@@ -532,11 +502,11 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows})
         trend_by, modules = _module_reports(conn, scope, personas, persona_rows)
         statuses = conn.execute(
-            select(TICKS.c.status, func.count()).where(_in_scope(TICKS, scope)).group_by(TICKS.c.status)
+            select(TICKS.c.status, func.count()).where(in_scope(TICKS, scope)).group_by(TICKS.c.status)
         ).all()
         previous = previous_scope(conn, scope) if compare else None
-        changes = _changes(conn, previous, modules) if previous else []
-    return Report(
+        failures = failure_groups(conn, scope)
+    report = Report(
         generated_at=datetime.now(UTC),
         store=store_name(engine),
         scope=scope,
@@ -550,7 +520,14 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
             personas=len(personas),
             tick_statuses={status: count for status, count in sorted(statuses)},
         ),
-        changes=changes,
+        changes=[],
         modules=modules,
         personas=personas,
+        failures=failures,
     )
+    if previous:
+        # The previous scope's full report, so "what changed" is the gate's verdict on the two.
+        report.changes = what_changed(
+            build_report(engine, previous, compare=False), report, Thresholds(), previous.label
+        )
+    return report

@@ -11,37 +11,47 @@ changed" uses), so one flaky call or one grumpy tick does not block a release.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from xml.etree import ElementTree
 
 from pydantic import BaseModel, ValidationError
 
+from persona_runner.reporting.evidence import (
+    SIGNIFICANT,
+    rate_rise_detectable,
+    rate_rise_p,
+    rating_drop_detectable,
+    slowdown_detectable,
+    slower_p,
+)
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
 from persona_runner.reporting.markdown import cell, code, table
 from persona_runner.reporting.model import (
+    FAILED_TICK_STATUSES,
+    RUNNING,
+    Change,
     ModuleReport,
     RatingStats,
     Report,
     ToolStats,
     Totals,
-    error_rates_differ,
     rating_noise,
     ratings_differ,
 )
 from persona_runner.util.errors import UserError
 
 MIN_CALLS = 10
-#: A p95 over fewer calls is one or two slow calls, not a distribution.
-MIN_CALLS_P95 = 40
+#: The rank test on latencies needs about ten calls a side; fewer are one or two slow calls, not a distribution.
+MIN_CALLS_LATENCY = 10
 MIN_TICKS = 10
 MIN_RATINGS = 3
-#: A tick that ended in one of these did not finish what the persona set out to do.
-FAILED_TICK_STATUSES = frozenset({"failed", "timeout", "aborted", "interrupted"})
-#: A tick still being played has no outcome yet: a gate over a soak in progress judges the ticks that ended.
-UNFINISHED_TICK_STATUSES = frozenset({"running"})
+#: A tool that answered in the baseline and fails every one of this many calls in the candidate is broken,
+#: whatever the baseline's count: no test of noise needs to say so.
+ALL_FAILING_CALLS = 3
 
 Status = Literal["pass", "fail", "insufficient"]
 #: How a count of checks in each status reads ("3 failed"), in the order the verdict line lists them.
@@ -70,10 +80,23 @@ class Check(BaseModel):
     candidate: float | None
     limit: float
     message: str
+    #: The smallest worsening this check would have caught (in its limit's unit), at the counts it had.
+    detectable: float | None = None
+    #: What a verdict needs, per side, and what each side had (calls, ticks or ratings), when it had too little.
+    needed: int | None = None
+    had: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
         return f"{self.subject} {self.metric.replace('_', ' ')}"
+
+    @property
+    def repeats_needed(self) -> int | None:
+        """How many times the runs must be repeated for this check to have its data; None when more runs
+        would not help (a side with none at all)."""
+        if self.needed is None or self.had is None or min(self.had) == 0:
+            return None
+        return math.ceil(self.needed / min(self.had))
 
 
 class Subject(NamedTuple):
@@ -91,6 +114,7 @@ class Subject(NamedTuple):
         candidate: float | None,
         limit: float,
         message: str,
+        **evidence: Any,
     ) -> Check:
         return Check(
             kind=self.kind,
@@ -102,6 +126,7 @@ class Subject(NamedTuple):
             candidate=candidate,
             limit=limit,
             message=message,
+            **evidence,
         )
 
 
@@ -113,7 +138,10 @@ class GateResult(BaseModel):
     candidate: str
     thresholds: Thresholds
     checks: list[Check]
+    #: Tools absent from the baseline whose errors fail the gate.
     new_failing_tools: list[str]
+    #: Tools the baseline had whose errors now fail the gate.
+    started_failing_tools: list[str]
     disappeared_tools: list[str]
 
     def with_status(self, status: Status) -> list[Check]:
@@ -122,6 +150,20 @@ class GateResult(BaseModel):
     @property
     def passed(self) -> bool:
         return not self.with_status("fail")
+
+    def named_tools(self) -> list[tuple[str, list[str]]]:
+        """The tools behind the verdict, under the words that say what became of them (only those with any)."""
+        named = [
+            ("tools that started failing", self.started_failing_tools),
+            ("new failing tools", self.new_failing_tools),
+            ("tools that disappeared", self.disappeared_tools),
+        ]
+        return [(words, tools) for words, tools in named if tools]
+
+    def unjudged_modules(self, baseline: Report) -> list[str]:
+        """The baseline's modules of which no check could say pass or fail: the gate did not look at them."""
+        judged = {check.module for check in self.checks if check.status != "insufficient" and check.metric != "offered"}
+        return sorted(module.module for module in baseline.modules if module.module not in judged)
 
     @property
     def verdict(self) -> str:
@@ -174,7 +216,8 @@ def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
 
 def _tick_counts(totals: Totals) -> Counts:
     statuses = totals.tick_statuses
-    unfinished = sum(count for status, count in statuses.items() if status in UNFINISHED_TICK_STATUSES)
+    # A tick still being played has no outcome yet: a gate over a soak in progress judges the ticks that ended.
+    unfinished = statuses.get(RUNNING, 0)
     failed = sum(count for status, count in statuses.items() if status in FAILED_TICK_STATUSES)
     return Counts(totals.ticks - unfinished, failed)
 
@@ -182,85 +225,141 @@ def _tick_counts(totals: Totals) -> Counts:
 def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Counts, limit: float) -> Check:
     """A rise in the share of calls (or ticks) that failed, judged on the limit and on the noise.
 
-    A rise fails when it exceeds the limit and the two-proportion test says it
-    is beyond chance; the test judges small samples too, so a tool that went
-    from 0/24 to 6/6 fails. A pass needs `minimum` on each side: with fewer,
-    "no rise beyond chance" only means the test could not have seen one.
-    Something the baseline never exercised has no noise to measure: it is held
-    against no failures and judged on the limit alone, once it has `minimum`.
-    A candidate whose every tick failed left nothing else to judge, so that
-    fails on the limit alone whatever the counts.
+    A rise fails when it exceeds the limit and Fisher's exact test says it is
+    beyond chance, so a few calls are judged too: 0 of 24, then 6 of 6, fails.
+    A tool that answered in the baseline and failed every one of at least
+    ALL_FAILING_CALLS calls in the candidate fails outright. Something the
+    baseline never exercised has no noise to measure: it is held against no
+    failures, on the limit alone, from ALL_FAILING_CALLS calls. A pass needs
+    `minimum` on each side; with fewer, "no rise" only means the test could not
+    have seen one. A candidate whose every tick failed left nothing else to
+    judge, so that fails on the limit alone whatever the counts.
     """
     terms = _RATE_TERMS[metric]
     rate_before = before.failed / before.total if before.total else 0.0
+    detectable = rate_rise_detectable(before.total, before.failed, after.total)
+    evidence: dict[str, Any] = {"detectable": detectable}
     if after.total == 0:
         message = f"too little data: {before.total} baseline {terms.unit}, no candidate {terms.unit}"
-        return subject.check(metric, "insufficient", rate_before, None, limit, message)
+        return subject.check(
+            metric, "insufficient", rate_before, None, limit, message, needed=terms.minimum, had=(before.total, 0)
+        )
     rate_after = after.failed / after.total
     increase = rate_after - rate_before
+    all_failing = after.failed == after.total >= ALL_FAILING_CALLS
     if before.total:
         judged = min(before.total, after.total) >= terms.minimum
-        beyond_noise = bool(error_rates_differ(before.total, before.failed, after.total, after.failed))
+        beyond_noise = rate_rise_p(before.total, before.failed, after.total, after.failed) < SIGNIFICANT
         noise = "beyond noise" if beyond_noise else "within noise"
     else:
-        judged = beyond_noise = after.total >= terms.minimum
+        judged = beyond_noise = after.total >= ALL_FAILING_CALLS
         noise = "new, judged on the limit alone"
     status: Status
-    if increase > limit and beyond_noise:
+    if metric == "error_rate" and all_failing and before.total > before.failed and increase > limit:
+        status, noise = "fail", f"every one of its {after.total} calls failed"
+    elif increase > limit and beyond_noise:
         status = "fail"
     elif increase > limit and metric == "failed_ticks" and after.failed == after.total:
         status, noise = "fail", "no tick succeeded"
     elif judged:
         status = "pass"
     else:
-        need = f"{terms.minimum} on each side" if before.total else f"{terms.minimum} candidate {terms.unit}"
+        need = f"{terms.minimum} on each side" if before.total else f"{ALL_FAILING_CALLS} candidate {terms.unit}"
         message = (
             f"too little data: {before.total} baseline {terms.unit}, {after.total} candidate {terms.unit} (need {need})"
         )
-        return subject.check(metric, "insufficient", rate_before, rate_after, limit, message)
+        evidence |= {"needed": terms.minimum, "had": (before.total, after.total)} if before.total else {}
+        return subject.check(metric, "insufficient", rate_before, rate_after, limit, message, **evidence)
     message = (
         f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} "
         f"({after.failed}/{after.total} {terms.unit} {terms.failed}; "
-        f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise})"
+        f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise}"
+        f"{_could_see(detectable, 'points') if status == 'pass' else ''})"
     )
-    return subject.check(metric, status, rate_before, rate_after, limit, message)
+    return subject.check(metric, status, rate_before, rate_after, limit, message, **evidence)
+
+
+def _could_see(detectable: float | None, unit: str) -> str:
+    """What the check could have caught, said after its verdict."""
+    if detectable is None:
+        return ""
+    if unit == "points":
+        return f"; could see a rise of {detectable * 100:.0f} points"
+    if unit == "ratio":
+        return f"; could see {detectable:.2f}x"
+    return f"; could see a drop of {detectable:.2f}"
 
 
 def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: float) -> Check:
     """A drop in mean rating fails when it exceeds the limit and a Welch t-test says it is beyond noise."""
     subject = Subject("module", module, module)
     noise = rating_noise(before, after)
+    detectable = rating_drop_detectable(before.n, before.sd, after.n, after.sd)
     if before.n < MIN_RATINGS or after.n < MIN_RATINGS or noise is None or before.mean is None or after.mean is None:
         message = (
             f"too little data: {before.n} baseline ratings, {after.n} candidate ratings"
             f" (need {MIN_RATINGS} on each side)"
         )
-        return subject.check("rating", "insufficient", before.mean, after.mean, limit, message)
+        return subject.check(
+            "rating",
+            "insufficient",
+            before.mean,
+            after.mean,
+            limit,
+            message,
+            detectable=detectable,
+            needed=MIN_RATINGS,
+            had=(before.n, after.n),
+        )
     drop = before.mean - after.mean
     beyond_noise = bool(ratings_differ(before, after))
+    status: Status = "fail" if drop > limit and beyond_noise else "pass"
     message = (
         f"mean rating {rating_text(before)} -> {rating_text(after)} "
-        f"(drop {drop:.2f}, limit {limit:.2f}; {'beyond' if beyond_noise else 'within'} noise of ±{noise:.2f})"
+        f"(drop {drop:.2f}, limit {limit:.2f}; {'beyond' if beyond_noise else 'within'} noise of ±{noise:.2f}"
+        f"{_could_see(detectable, 'rating') if status == 'pass' else ''})"
     )
-    return subject.check(
-        "rating", "fail" if drop > limit and beyond_noise else "pass", before.mean, after.mean, limit, message
-    )
+    return subject.check("rating", status, before.mean, after.mean, limit, message, detectable=detectable)
 
 
 def _latency_check(tool: str, module: str, before: ToolStats | None, after: ToolStats | None, limit: float) -> Check:
+    """A slower tool fails when its p95 grew past the limit and the rank test says its calls are slower
+    beyond noise: 300 ms added to a 40 ms tool shows on 15 calls a side, a few percent of jitter never."""
     subject = Subject("tool", tool, module)
     p95_before = before.p95_ms if before else None
     p95_after = after.p95_ms if after else None
+    histogram_before = before.latency_histogram if before else []
+    histogram_after = after.latency_histogram if after else []
     calls_before, calls_after = (before.calls if before else 0), (after.calls if after else 0)
-    if calls_before < MIN_CALLS_P95 or calls_after < MIN_CALLS_P95 or not p95_before or p95_after is None:
+    detectable = slowdown_detectable(histogram_before, calls_after)
+    if before and not histogram_before and calls_before:
+        message = "too little data: the baseline keeps no latency distribution; export it again with `runs export`"
+        return subject.check("p95_latency", "insufficient", p95_before, p95_after, limit, message)
+    if min(calls_before, calls_after) < MIN_CALLS_LATENCY or not p95_before or p95_after is None:
         message = (
             f"too little data: {calls_before} baseline calls, {calls_after} candidate calls"
-            f" (need {MIN_CALLS_P95} on each side for a p95)"
+            f" (need {MIN_CALLS_LATENCY} on each side)"
         )
-        return subject.check("p95_latency", "insufficient", p95_before, p95_after, limit, message)
+        return subject.check(
+            "p95_latency",
+            "insufficient",
+            p95_before,
+            p95_after,
+            limit,
+            message,
+            detectable=detectable,
+            needed=MIN_CALLS_LATENCY,
+            had=(calls_before, calls_after),
+        )
     ratio = p95_after / p95_before
-    message = f"p95 latency {milliseconds(p95_before)} -> {milliseconds(p95_after)} ({ratio:.2f}x, limit {limit:.2f}x)"
-    return subject.check("p95_latency", "fail" if ratio > limit else "pass", p95_before, p95_after, limit, message)
+    slower = slower_p(histogram_before, histogram_after) < SIGNIFICANT
+    status: Status = "fail" if ratio > limit and slower else "pass"
+    message = (
+        f"p95 latency {milliseconds(p95_before)} -> {milliseconds(p95_after)} ({ratio:.2f}x, limit {limit:.2f}x; "
+        f"{'slower beyond noise' if slower else 'not slower beyond noise'}"
+        f"{_could_see(detectable, 'ratio') if status == 'pass' else ''})"
+    )
+    return subject.check("p95_latency", status, p95_before, p95_after, limit, message, detectable=detectable)
 
 
 def _coverage_check(module: str, before: ModuleReport | None, after: ModuleReport | None, limit: float) -> Check:
@@ -324,6 +423,92 @@ def _offered_check(
     return subject.check("offered", "fail", before.calls, 0, 0, message)
 
 
+class Movement(NamedTuple):
+    """How a module moved between two scopes, by the gate's own checks: worse where a check fails, better where
+    it would fail with the two scopes swapped."""
+
+    rating_worse: bool
+    rating_better: bool
+    errors_worse: bool
+    errors_better: bool
+
+
+def module_movement(
+    module: str,
+    before: Counts,
+    after: Counts,
+    rating_before: RatingStats,
+    rating_after: RatingStats,
+    limits: Thresholds,
+) -> Movement:
+    """The report's "what changed" asks this, so a report never calls a change what the gate calls noise."""
+    subject = Subject("module", module, module)
+    limit = limits.max_error_rate_increase
+
+    def fails(check: Check) -> bool:
+        return check.status == "fail"
+
+    return Movement(
+        rating_worse=fails(_rating_check(module, rating_before, rating_after, limits.max_rating_drop)),
+        rating_better=fails(_rating_check(module, rating_after, rating_before, limits.max_rating_drop)),
+        errors_worse=fails(_rate_check(subject, "error_rate", before, after, limit)),
+        errors_better=fails(_rate_check(subject, "error_rate", after, before, limit)),
+    )
+
+
+def what_changed(before: Report, after: Report, limits: Thresholds, since: str) -> list[Change]:
+    """The report's "what changed", by the gate's rules: each module whose rating or error rate got worse or better
+    beyond its limit and the noise, then every other check the gate fails (a tool that started failing or got
+    slower, a tool that disappeared, the ticks), worse first. A report and a gate over the same two scopes
+    never disagree. A previous scope that recorded nothing gives nothing to compare with."""
+    if before.totals.ticks == 0 and before.is_empty:
+        return []
+    changes = []
+    compared = {m.module for m in before.modules} & {m.module for m in after.modules}
+    for name in sorted(compared):
+        old, new = before.module(name), after.module(name)
+        rating_before, rating_after = (old.rating if old else RatingStats()), (new.rating if new else RatingStats())
+        moved = module_movement(name, _counts(old), _counts(new), rating_before, rating_after, limits)
+        if not any(moved):
+            continue
+        parts = []
+        if rating_before.mean is not None and rating_after.mean is not None:
+            parts.append(f"mean rating {rating_before.mean:.1f} -> {rating_after.mean:.1f}")
+        rate_before, rate_after = (old.error_rate if old else None), (new.error_rate if new else None)
+        if rate_before is not None and rate_after is not None:
+            parts.append(f"error rate {percent(rate_before)} -> {percent(rate_after)}")
+        changes.append(
+            Change(
+                module=name,
+                summary=f"{name}: {', '.join(parts)} since {since}",
+                rating_before=rating_before.mean,
+                rating_after=rating_after.mean,
+                rating_moved=moved.rating_worse or moved.rating_better,
+                error_rate_before=rate_before,
+                error_rate_after=rate_after,
+                error_rate_moved=moved.errors_worse or moved.errors_better,
+                worse=moved.rating_worse or moved.errors_worse,
+            )
+        )
+    for check in compare(before, after, limits).with_status("fail"):
+        if check.kind == "module" and check.metric in ("rating", "error_rate") and check.module in compared:
+            continue  # said above, with the module's other figures
+        changes.append(
+            Change(
+                module=check.module,
+                summary=f"{check.name}: {check.message} since {since}",
+                rating_before=None,
+                rating_after=None,
+                rating_moved=False,
+                error_rate_before=check.baseline if check.metric == "error_rate" else None,
+                error_rate_after=check.candidate if check.metric == "error_rate" else None,
+                error_rate_moved=check.metric == "error_rate",
+                worse=True,
+            )
+        )
+    return sorted(changes, key=lambda change: not change.worse)
+
+
 def _tools(report: Report) -> dict[str, ToolStats]:
     return {tool.tool: tool for module in report.modules for tool in module.tools}
 
@@ -378,24 +563,64 @@ def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator
 def compare(
     baseline: Report, candidate: Report, limits: Thresholds, *, baseline_label: str | None = None
 ) -> GateResult:
-    """Every check of candidate against baseline, plus the tools that newly fail or are no longer offered, by name."""
-    tools_before, tools_after = _tools(baseline), _tools(candidate)
-    new_failing = sorted(
-        tool
-        for tool, stats in tools_after.items()
-        if stats.errors and not (tool in tools_before and tools_before[tool].errors)
-    )
+    """Every check of candidate against baseline, plus the tools that fail it, newly or again, and those no
+    longer offered, by name."""
+    tools_before = _tools(baseline)
     checks = list(_checks(baseline, candidate, limits))
+    failing = [c.subject for c in checks if c.kind == "tool" and c.metric == "error_rate" and c.status == "fail"]
     return GateResult(
         baseline=baseline_label or baseline.scope.label,
         candidate=candidate.scope.label,
         thresholds=limits,
         checks=checks,
-        new_failing_tools=new_failing,
+        new_failing_tools=[tool for tool in failing if tool not in tools_before],
+        started_failing_tools=[tool for tool in failing if tool in tools_before],
         disappeared_tools=sorted(
             check.subject for check in checks if check.metric == "offered" and check.status == "fail"
         ),
     )
+
+
+#: How the checks of each kind are named in the one line that counts those with too little data.
+_KIND_WORDS: dict[Metric, str] = {
+    "failed_ticks": "failed-ticks",
+    "error_rate": "error-rate",
+    "rating": "rating",
+    "p95_latency": "latency",
+    "coverage": "coverage",
+    "offered": "offered-tools",
+}
+_UNITS: dict[Metric, str] = {
+    "failed_ticks": "ticks",
+    "error_rate": "calls",
+    "rating": "ratings",
+    "p95_latency": "calls",
+    "coverage": "calls",
+    "offered": "calls",
+}
+
+
+def evidence_lines(result: GateResult) -> list[str]:
+    """The checks with too little data, one line per kind, then what would judge them: the repeats the most
+    demanding one needs, named, so a team knows what `--repeat` to run the gate's runs with."""
+    lines = []
+    short = result.with_status("insufficient")
+    for metric, words in _KIND_WORDS.items():
+        kind = [check for check in short if check.metric == metric]
+        if kind:
+            subjects = ", ".join(check.subject for check in kind[:5]) + (", …" if len(kind) > 5 else "")
+            lines.append(f"too little data for {len(kind)} {words} checks: {subjects}")
+    wanting = [check for check in short if check.repeats_needed]
+    if wanting:
+        worst = max(wanting, key=lambda check: (check.repeats_needed or 0, check.needed or 0))
+        assert worst.needed is not None and worst.had is not None
+        unit = _UNITS[worst.metric]
+        lines.append(
+            f"to judge {worst.metric.replace('_', ' ')} of {worst.subject} you need {worst.needed} {unit} per side;"
+            f" the baseline has {worst.had[0]}, this candidate {worst.had[1]}:"
+            f" rerun both with --repeat {worst.repeats_needed}"
+        )
+    return lines
 
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -453,22 +678,18 @@ _LABEL: dict[Status, str] = {"fail": "❌ fail", "insufficient": "⚪ too little
 
 
 def render_markdown(result: GateResult) -> str:
-    """A summary table for a PR comment or a CI step summary: failures first, then what could not be judged."""
+    """A summary table for a PR comment or a CI step summary: failures first, then passes; the checks with
+    too little data in one line per kind (the JUnit file lists them one by one)."""
     lines = [
         f"## Persona gate: {result.verdict}",
         "",
         f"Candidate {cell(result.candidate)} against baseline {cell(result.baseline)}.",
         "",
     ]
-    if result.new_failing_tools:
-        lines.append(
-            f"New failing tools: {', '.join(code(tool, in_table=False) for tool in result.new_failing_tools)}."
-        )
-    if result.disappeared_tools:
-        lines.append(
-            f"Tools that disappeared: {', '.join(code(tool, in_table=False) for tool in result.disappeared_tools)}."
-        )
-    ordered = sorted(result.checks, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
+    for words, tools in result.named_tools():
+        lines.append(f"{words.capitalize()}: {', '.join(code(tool, in_table=False) for tool in tools)}.")
+    judged = [check for check in result.checks if check.status != "insufficient"]
+    ordered = sorted(judged, key=lambda check: (_ORDER[check.status], check.module, check.subject, check.metric))
     shown, left = ordered[:MARKDOWN_ROWS], ordered[MARKDOWN_ROWS:]
     rows = (
         [_LABEL[check.status], code(check.subject), check.metric.replace("_", " "), cell(check.message)]
@@ -476,9 +697,17 @@ def render_markdown(result: GateResult) -> str:
     )
     rest = []
     if left:
-        counts = ", ".join(
-            f"{sum(1 for c in left if c.status == status)} {STATUS_WORDS[status]}"
-            for status in sorted(STATUS_WORDS, key=_ORDER.__getitem__)
-        )
-        rest = ["", f"…and {len(left)} more checks ({counts}); the JUnit file lists every check."]
-    return "\n".join([*lines, "", *table(["Status", "Subject", "Check", "Detail"], rows), *rest, ""])
+        failed = sum(1 for check in left if check.status == "fail")
+        rest = ["", f"…and {len(left)} more checks ({failed} failed); the JUnit file lists every check."]
+    evidence = [f"- {cell(line)}" for line in evidence_lines(result)]
+    return "\n".join(
+        [
+            *lines,
+            "",
+            *table(["Status", "Subject", "Check", "Detail"], rows),
+            *rest,
+            *([""] if evidence else []),
+            *evidence,
+            "",
+        ]
+    )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 from html import escape
 
+from persona_runner.reporting.failures import comparison_caveat, headline
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
 from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
+from persona_runner.reporting.notes import fold_notes, given_by, times
 
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
@@ -33,6 +35,8 @@ th,td{padding:.3rem .5rem;border-bottom:1px solid var(--line);text-align:left;ve
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .changes li{margin:.2rem 0}.bad{color:var(--bad)}.good{color:var(--good)}
 article{border:1px solid var(--line);border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
+.alert{border:1px solid var(--bad);border-left-width:6px;border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
+.alert h2{color:var(--bad);border:0;margin-top:.6rem}
 blockquote{margin:.3rem 0;padding-left:.6rem;border-left:3px solid var(--line)}
 blockquote,code,td{overflow-wrap:anywhere}
 svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
@@ -44,6 +48,8 @@ a{color:inherit;text-decoration:none}}
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 BAR_WIDTH, BAR_ROW = 360, 18
 TOOL_LABEL_WIDTH = 150
+#: Failure groups named in the line that opens the report; its table lists them all.
+HEADLINE_FAILURES = 3
 
 
 def _anchor(module: str) -> str:
@@ -140,14 +146,37 @@ def _summary(report: Report) -> str:
     return f'<section id="summary"><h2>Summary</h2><ul class="cards">{items}</ul></section>'
 
 
+def _failures(report: Report) -> str:
+    """The ticks that did not finish, first on the page: one line naming the commonest reasons, then a table."""
+    if not report.failures:
+        return ""
+    named = "; ".join(
+        f"{escape(group.status)}: {escape(group.reason)} ({group.count})"
+        for group in report.failures[:HEADLINE_FAILURES]
+    )
+    more = len(report.failures) - HEADLINE_FAILURES
+    rows = [
+        f"<tr>{_td(group.status, numeric=False)}{_td(group.reason, numeric=False)}"
+        f"<td>{', '.join(f'<code>{escape(tick)}</code>' for tick in group.tick_ids)}</td>{_td(str(group.count))}</tr>"
+        for group in report.failures
+    ]
+    return (
+        f'<section id="failures" class="alert"><h2>Ticks that did not finish</h2>'
+        f"<p><b>{escape(headline(report))}</b>: {named}{f'; and {more} more reasons' if more > 0 else ''}</p>"
+        f"{_table(['Status', 'Reason', 'Example ticks', 'Ticks'], rows, numeric_from=3)}</section>"
+    )
+
+
 def _changes(report: Report) -> str:
+    caveat = comparison_caveat(report)
     if report.previous is None:
         body = "<p>No earlier run or window to compare against.</p>"
     elif not report.changes:
-        body = f"<p>Nothing moved beyond noise since {escape(report.previous.label)}.</p>"
+        body = f"<p>{escape(caveat or f'Nothing moved beyond noise since {report.previous.label}.')}</p>"
     else:
         body = (
-            '<ul class="changes">'
+            (f"<p>{escape(caveat)}</p>" if caveat else "")
+            + '<ul class="changes">'
             + "".join(
                 f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>'
                 for change in report.changes
@@ -197,8 +226,8 @@ def _module_article(module: ModuleReport) -> str:
     unused_line = f"<p>Offered but not used: {escape(', '.join(unused))}</p>" if unused else ""
     errors = "".join(f"<li>{error.count} × <code>{escape(error.message)}</code></li>" for error in module.top_errors)
     notes = "".join(
-        f"<blockquote><b>{note.rating}/5</b> {escape(note.persona)}: {escape(note.notes)}</blockquote>"
-        for note in module.notes
+        f"<blockquote><b>{note.rating}/5</b> {escape(given_by(note))}: {escape(note.notes)}{times(note)}</blockquote>"
+        for note in fold_notes(module.notes)
     )
     return (
         f'<article id="{_anchor(module.module)}"><h3>{escape(module.module)}</h3>'
@@ -249,7 +278,7 @@ def render_html(report: Report) -> str:
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{escape(title)}</h1><p class="meta">'
         f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>"
-        f"<main>{_changes(report)}{_summary(report)}{_modules(report)}"
+        f"<main>{_failures(report)}{_changes(report)}{_summary(report)}{_modules(report)}"
         f'<section id="details"><h2>Module details</h2>{details}</section>'
         f"{_personas(report)}{_grid(report)}</main></body></html>\n"
     )

@@ -13,14 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from persona_runner.reporting.failures import comparison_caveat, headline
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
 from persona_runner.reporting.model import ModuleReport, Report, error_rate
+from persona_runner.reporting.notes import fold_notes, given_by, times
 from persona_runner.util.text import one_line
 
 ERRORS_PER_MODULE = 3
 NOTES_PER_MODULE = 3
 MAX_PERSONAS = 40
 MAX_CELL = 160
+#: Failure groups named in the line that opens the report, and listed in its table.
+HEADLINE_FAILURES = 3
+MAX_FAILURES = 10
+HEADLINE_REASON = 80
 
 
 #: What would start an HTML tag, comment or entity, a link or an image, a code span (inside which an
@@ -29,9 +35,14 @@ MAX_CELL = 160
 _MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`"})
 
 
-def cell(text: str) -> str:
-    """Text shown as text, whatever it holds: one line, cut, with neither HTML nor links nor cell ends."""
-    return one_line(text, MAX_CELL).translate(_MARKUP)
+def cell(text: str, limit: int = MAX_CELL) -> str:
+    """Text shown as text, whatever it holds: one line, cut to `limit`, with neither HTML nor links nor cell ends."""
+    return one_line(text, limit).translate(_MARKUP)
+
+
+def prose(text: str) -> str:
+    """A sentence of ours quoting labels or names: shown as text like a cell, but never cut."""
+    return " ".join(text.split()).translate(_MARKUP)
 
 
 def code(text: str, *, in_table: bool = True) -> str:
@@ -64,12 +75,37 @@ def _worst_p95(module: ModuleReport) -> str:
     return f"{milliseconds(worst.p95_ms)} {code(worst.tool)}" if worst else "-"
 
 
+def _failures(report: Report) -> list[str]:
+    """The ticks that did not finish, as the opening section: one line naming the commonest reasons, then a table."""
+    if not report.failures:
+        return []
+    named = "; ".join(
+        f"{cell(group.status)}: {cell(group.reason, HEADLINE_REASON)} ({group.count})"
+        for group in report.failures[:HEADLINE_FAILURES]
+    )
+    more = len(report.failures) - HEADLINE_FAILURES
+    rows = (
+        [cell(group.status), cell(group.reason), str(group.count), ", ".join(code(tick) for tick in group.tick_ids)]
+        for group in report.failures[:MAX_FAILURES]
+    )
+    left_out = len(report.failures) - MAX_FAILURES
+    return [
+        "### Ticks that did not finish",
+        f"**{headline(report)}**: {named}{f'; and {more} more reasons' if more > 0 else ''}",
+        "",
+        *table(["Status", "Reason", "Ticks", "Example ticks"], rows),
+        *(["", f"_…and {left_out} more reasons in the full report._"] if left_out > 0 else []),
+        "",
+    ]
+
+
 def _changes(report: Report) -> list[str]:
     if report.previous is None:
         return ["No earlier run or window to compare against."]
+    caveat = comparison_caveat(report)
     if not report.changes:
-        return [f"Nothing moved beyond noise since {cell(report.previous.label)}."]
-    return [f"- {cell(change.summary)}" for change in report.changes]
+        return [prose(caveat) if caveat else f"Nothing moved beyond noise since {cell(report.previous.label)}."]
+    return [*([prose(caveat), ""] if caveat else []), *(f"- {cell(change.summary)}" for change in report.changes)]
 
 
 def _module_details(report: Report) -> list[str]:
@@ -80,8 +116,8 @@ def _module_details(report: Report) -> list[str]:
         lines.append(f"**{cell(module.module)}**")
         lines += [f"- error ×{error.count}: {cell(error.message)}" for error in module.top_errors[:ERRORS_PER_MODULE]]
         lines += [
-            f"- rated {note.rating} by {cell(note.persona)}: {cell(note.notes)}"
-            for note in module.notes[:NOTES_PER_MODULE]
+            f"- rated {note.rating} by {cell(given_by(note))}: {cell(note.notes)}{times(note)}"
+            for note in fold_notes(module.notes)[:NOTES_PER_MODULE]
         ]
         lines.append("")
     return lines
@@ -111,6 +147,7 @@ def render_markdown(report: Report) -> str:
         f"{totals.personas} personas, {totals.ticks} ticks, {totals.calls} calls, "
         f"{totals.errors} errors ({percent(error_rate(totals.calls, totals.errors))}), {totals.ratings} ratings.",
         "",
+        *_failures(report),
         "### What changed",
         *_changes(report),
         "",

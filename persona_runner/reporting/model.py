@@ -15,6 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, NonNegativeInt, model_validator
 
 RATING_MIN, RATING_MAX = 1.0, 5.0
+#: A tick that ended in one of these did not finish what the persona set out to do; listed in this order.
+FAILED_TICK_STATUSES = ("failed", "timeout", "aborted", "interrupted")
+#: A tick still being played has no outcome yet: it neither failed nor finished.
+RUNNING = "running"
 Z975 = 1.959964
 
 # Two-sided 95% critical values of Student's t, keyed by 1/df; 1/df = 0 is the
@@ -120,23 +124,6 @@ def ratings_differ(before: RatingStats, after: RatingStats) -> bool | None:
     return abs(after.mean - before.mean) > noise
 
 
-def error_rates_differ(calls_before: int, errors_before: int, calls_after: int, errors_after: int) -> bool | None:
-    """Two-proportion z-test at 95%, continuity-corrected: did the error rate move beyond what chance explains?
-
-    The correction (Yates) keeps the test honest on the few dozen calls a
-    tool gets in one run, where the plain z-test would call one failed call
-    in six, against none in 24, real. None when either side made no calls.
-    """
-    if calls_before == 0 or calls_after == 0:
-        return None
-    pooled = (errors_before + errors_after) / (calls_before + calls_after)
-    if pooled in (0.0, 1.0):
-        return False
-    spread = 1 / calls_before + 1 / calls_after
-    difference = abs(errors_after / calls_after - errors_before / calls_before) - spread / 2
-    return difference / math.sqrt(pooled * (1 - pooled) * spread) > Z975
-
-
 def error_rate(calls: int, errors: int) -> float | None:
     """Errors per call; None where no call was made, which is not the same as no errors."""
     return errors / calls if calls else None
@@ -177,6 +164,9 @@ class ToolStats(Counted):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    #: The calls' latencies as (whole milliseconds, calls) pairs, ascending: the distribution the gate compares.
+    #: Empty in a baseline exported before it was kept.
+    latency_histogram: list[tuple[int, int]] = []
 
 
 class ErrorCount(BaseModel):
@@ -237,6 +227,16 @@ class Change(BaseModel):
     worse: bool
 
 
+class FailureGroup(BaseModel):
+    """Ticks that did not finish, of one status and one reason (ids and numbers in it made alike)."""
+
+    status: str
+    reason: str
+    count: NonNegativeInt
+    #: A few of the ticks, for `persona-runner ticks show`.
+    tick_ids: list[str]
+
+
 class Totals(Counted):
     ticks: NonNegativeInt
     ratings: NonNegativeInt
@@ -260,6 +260,8 @@ class Report(BaseModel):
     changes: list[Change]
     modules: list[ModuleReport]
     personas: list[PersonaReport]
+    #: Ticks that failed, timed out, were aborted or interrupted, grouped by reason, most first.
+    failures: list[FailureGroup] = []
 
     def module(self, name: str) -> ModuleReport | None:
         return next((m for m in self.modules if m.module == name), None)
