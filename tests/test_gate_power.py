@@ -157,3 +157,24 @@ def test_the_rank_test_by_hand() -> None:
     assert slower_p([(10, 1), (20, 1), (30, 1)], [(40, 1), (50, 1), (60, 1)]) == pytest.approx(0.0404, abs=1e-3)
     # The same calls on both sides: no evidence at all.
     assert slower_p([(10, 5), (20, 5)], [(10, 5), (20, 5)]) > 0.5
+
+
+def test_a_module_that_fails_some_personas_on_some_days_fails_on_pass_k(store: StoreBuilder) -> None:
+    """Six of ten personas meet one error in notes on one of their three days: spread over all calls the error
+    rate rises 2 points, within the limit, but pass^k, the share whose every day went clean, falls to 40%."""
+    for run_id, at, flaky in (("base", BEFORE, 0), ("cand", NOW, 6)):
+        store.run(run_id, at)
+        for day in range(3):
+            for i, persona in enumerate(PERSONAS):
+                broken = i < flaky and day == i % 3
+                calls: list[Call] = [("todo.list", 40.0)] * 4 + [("notes.list", 20.0)] * 9
+                calls.append(("notes.list", 20.0, "500 internal error") if broken else ("notes.list", 20.0))
+                store.tick(run_id, persona, at + timedelta(days=day), calls, {"notes": 4}, offered=None)
+    result, report = judged(store)
+    assert failing(result) == {("notes", "reliability")}
+    [check] = result.with_status("fail")
+    assert check.message.startswith("personas hit by errors 0% -> 60% (6/10 personas met a product error here;")
+    notes = report.module("notes")
+    assert notes is not None and (notes.reliability.personas, notes.reliability.clean_personas) == (10, 4)
+    assert notes.reliability.ticks == 30 and notes.reliability.clean_ticks == 24
+    assert "notes" in changed(report)

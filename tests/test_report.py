@@ -483,7 +483,10 @@ def test_markdown_fits_a_pull_request_comment(store_url: str) -> None:
     ):
         assert heading in text
     assert "- calendar: mean rating 4.8 -> 2.0, error rate 0% -> 50% since run r0" in text
-    assert "| calendar | 2.0 [1.0-4.5] | 3 | 4 | 50% | 290 ms `calendar.add` | 100% | 44% / 31% |" in text
+    assert (
+        "| calendar | 2.0 [1.0-4.5] | 3 | 4 | 50% | 50% (1/2, k=1.5) | 290 ms `calendar.add` | 100% | 44% / 31% |"
+        in text
+    )
     assert "lost my &lt;b>meeting&lt;/b> \\| twice" in text
     assert "| Ann | 2 | 7 | 2 | 1.5 | 4.5 |" in text
 

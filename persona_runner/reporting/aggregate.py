@@ -29,6 +29,7 @@ from persona_runner.reporting.model import (
     Note,
     PersonaReport,
     RatingStats,
+    Reliability,
     Report,
     Scope,
     ToolStats,
@@ -248,6 +249,28 @@ def _latency_histograms(conn: Connection, scope: Scope) -> dict[tuple[str, str],
     return histograms
 
 
+def _reliability(conn: Connection, scope: Scope) -> dict[str, Reliability]:
+    """Per module, the ticks and personas that used it and those that never met a product error in it."""
+    errors = func.sum(IS_PRODUCT_ERROR).label("errors")
+    rows = conn.execute(
+        select(ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.tick_id, errors)
+        .where(in_scope(ACTIONS, scope))
+        .group_by(ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.tick_id)
+    )
+    ticks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    personas: dict[tuple[str, str], bool] = {}
+    for row in rows:
+        clean = not row.errors
+        ticks[row.module][0] += 1
+        ticks[row.module][1] += clean
+        personas[(row.module, row.persona_id)] = personas.get((row.module, row.persona_id), True) and clean
+    result = {}
+    for module, (used, clean_ticks) in ticks.items():
+        mine = [clean for (name, _), clean in personas.items() if name == module]
+        result[module] = Reliability(ticks=used, clean_ticks=clean_ticks, personas=len(mine), clean_personas=sum(mine))
+    return result
+
+
 def _top_per_module(conn: Connection, inner: Any, order_by: Sequence[ColumnElement[Any]], limit: int) -> list[Any]:
     """The first `limit` rows of each module of a subquery, ranked in SQL so only those leave the database."""
     rank = func.row_number().over(partition_by=inner.c.module, order_by=order_by).label("rank")
@@ -458,6 +481,7 @@ def _module_reports(
     tools = [_tool_stats(row, histograms[(row.module, row.tool_name)]) for row in _tool_rows(conn, scope)]
     ratings = {module: stats for (module,), stats in _rating_stats(conn, scope, FEEDBACK.c.module).items()}
     trend_by, trend = _trend(conn, scope)
+    reliability = _reliability(conn, scope)
     errors = _top_errors(conn, scope)
     notes = _lowest_notes(conn, scope, {row.user_id: row.name for row in persona_rows})
     basis, offered = _offered_by_module(conn, scope, tools)
@@ -490,6 +514,7 @@ def _module_reports(
                 top_errors=errors.get(module, []),
                 notes=notes.get(module, []),
                 trend=trend.get(module, []),
+                reliability=reliability.get(module, Reliability()),
             )
         )
     return trend_by, modules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from persona_runner.reporting.model import RatingStats
+from persona_runner.reporting.model import RatingStats, Reliability
 
 
 def percent(rate: float | None) -> str:
@@ -31,3 +31,12 @@ def utc_minute(moment: datetime) -> str:
     The store's columns hand every timestamp back aware, on SQLite as on PostgreSQL.
     """
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def pass_k_text(reliability: Reliability) -> str:
+    """ "83% (5/6, k=3)": the share of personas whose every tick with a module went clean, and over how many days."""
+    if reliability.pass_k is None or reliability.ticks_per_persona is None:
+        return "-"
+    k = reliability.ticks_per_persona
+    days = f"{k:.0f}" if k == round(k) else f"{k:.1f}"
+    return f"{percent(reliability.pass_k)} ({reliability.clean_personas}/{reliability.personas}, k={days})"

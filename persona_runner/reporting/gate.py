@@ -49,6 +49,8 @@ MIN_CALLS = 10
 MIN_CALLS_LATENCY = 10
 MIN_TICKS = 10
 MIN_RATINGS = 3
+#: Personas a side before pass^k (the share whose every tick went clean) is judged.
+MIN_PERSONAS = 5
 #: A tool that answered in the baseline and fails every one of this many calls in the candidate is broken,
 #: whatever the baseline's count: no test of noise needs to say so.
 ALL_FAILING_CALLS = 3
@@ -57,7 +59,7 @@ Status = Literal["pass", "fail", "insufficient"]
 #: How a count of checks in each status reads ("3 failed"), in the order the verdict line lists them.
 STATUS_WORDS: dict[Status, str] = {"fail": "failed", "pass": "passed", "insufficient": "with too little data"}
 Kind = Literal["run", "module", "tool"]
-RateMetric = Literal["error_rate", "failed_ticks"]
+RateMetric = Literal["error_rate", "failed_ticks", "reliability"]
 Metric = Literal[RateMetric, "rating", "p95_latency", "coverage", "offered"]
 
 
@@ -94,8 +96,8 @@ class Check(BaseModel):
     def repeats_needed(self) -> int | None:
         """How many times the runs must be repeated for this check to have its data; None when more runs
         would not help (a side with none at all)."""
-        if self.needed is None or self.had is None or min(self.had) == 0:
-            return None
+        if self.needed is None or self.had is None or min(self.had) == 0 or self.metric == "reliability":
+            return None  # (more days add no personas)
         return math.ceil(self.needed / min(self.had))
 
 
@@ -207,11 +209,30 @@ class RateTerms(NamedTuple):
 _RATE_TERMS: dict[RateMetric, RateTerms] = {
     "error_rate": RateTerms("error rate", "calls", "failed", MIN_CALLS),
     "failed_ticks": RateTerms("failed ticks", "ticks", "failed, timed out, aborted or interrupted", MIN_TICKS),
+    "reliability": RateTerms("personas hit by errors", "personas", "met a product error here", MIN_PERSONAS),
 }
 
 
 def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
     return Counts(tool_or_module.calls, tool_or_module.errors) if tool_or_module else Counts(0, 0)
+
+
+def _reliability_check(module: str, before: ModuleReport | None, after: ModuleReport | None, limit: float) -> Check:
+    """pass^k: the share of personas whose every tick with the module went without a product error. A module
+    that fails some personas every day is judged here even when its error rate, spread over all, moved little."""
+    subject = Subject("module", module, module)
+    old = before.reliability if before else None
+    if before is not None and old is not None and old.personas == 0 and before.calls:
+        message = "too little data: the baseline keeps no per-persona reliability; export it again with `runs export`"
+        return subject.check("reliability", "insufficient", None, None, limit, message)
+
+    def counts(module_report: ModuleReport | None) -> Counts:
+        if module_report is None:
+            return Counts(0, 0)
+        kept = module_report.reliability
+        return Counts(kept.personas, kept.personas - kept.clean_personas)
+
+    return _rate_check(subject, "reliability", counts(before), counts(after), limit)
 
 
 def _tick_counts(totals: Totals) -> Counts:
@@ -539,6 +560,7 @@ def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator
         yield _rate_check(
             Subject("module", name, name), "error_rate", _counts(before), _counts(after), limits.max_error_rate_increase
         )
+        yield _reliability_check(name, before, after, limits.max_error_rate_increase)
         yield _rating_check(
             name,
             before.rating if before else RatingStats(),
@@ -589,6 +611,7 @@ _KIND_WORDS: dict[Metric, str] = {
     "p95_latency": "latency",
     "coverage": "coverage",
     "offered": "offered-tools",
+    "reliability": "reliability",
 }
 _UNITS: dict[Metric, str] = {
     "failed_ticks": "ticks",
@@ -597,6 +620,7 @@ _UNITS: dict[Metric, str] = {
     "p95_latency": "calls",
     "coverage": "calls",
     "offered": "calls",
+    "reliability": "personas",
 }
 
 

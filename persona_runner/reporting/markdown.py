@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from persona_runner.reporting.failures import comparison_caveat, headline
-from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.formatting import milliseconds, pass_k_text, percent, rating_text
 from persona_runner.reporting.model import ModuleReport, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
 from persona_runner.util.text import one_line
@@ -159,6 +159,7 @@ def render_markdown(report: Report) -> str:
                 "n",
                 "Calls",
                 "Error rate",
+                "pass^k",
                 "Worst p95",
                 "Coverage",
                 "Share actual / intended",
@@ -170,6 +171,7 @@ def render_markdown(report: Report) -> str:
                     str(m.rating.n),
                     str(m.calls),
                     percent(m.error_rate),
+                    pass_k_text(m.reliability),
                     _worst_p95(m),
                     percent(m.coverage),
                     _share(m),

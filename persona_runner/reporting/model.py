@@ -190,6 +190,24 @@ class TrendPoint(Counted):
     error_rate: float | None
 
 
+class Reliability(BaseModel):
+    """Ticks and personas that used a module, and how many of each saw no product error in it."""
+
+    ticks: NonNegativeInt = 0
+    clean_ticks: NonNegativeInt = 0
+    personas: NonNegativeInt = 0
+    clean_personas: NonNegativeInt = 0
+
+    @property
+    def ticks_per_persona(self) -> float | None:
+        """The k of pass^k: how many days each persona had to get through cleanly, on average."""
+        return self.ticks / self.personas if self.personas else None
+
+    @property
+    def pass_k(self) -> float | None:
+        return self.clean_personas / self.personas if self.personas else None
+
+
 class ModuleReport(Counted):
     module: str
     rating: RatingStats
@@ -204,6 +222,9 @@ class ModuleReport(Counted):
     top_errors: list[ErrorCount]
     notes: list[Note]
     trend: list[TrendPoint]
+    #: How reliably the module serves a persona day after day (pass^k, as tau-bench counts it): of the personas
+    #: that used it, those whose every tick with it saw no product error; and of the ticks, the clean ones.
+    reliability: Reliability = Reliability()
 
 
 class PersonaReport(Counted):
