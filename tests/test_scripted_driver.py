@@ -337,7 +337,7 @@ async def test_ratings_cite_errors_and_slow_calls() -> None:
         outcome("mood.insights"),
     ]
     ratings = {r.module: r for r in (await ScriptedDriver().rate(day, ["todo", "notes", "mood"], history)).ratings}
-    assert ratings["mood"].notes == "mood.log failed: (no message)"
+    assert ratings["mood"].notes == "3/5: mood.log failed: (no message)"  # the lost points first, and why
     assert ratings["mood"].rating == 3  # one failure in four calls, but that feature never worked
     assert "todo.complete failed 2 of 3 times: task 'x' is already completed" in ratings["todo"].notes
     assert "todo.list took 1,240 ms once" in ratings["todo"].notes
@@ -368,7 +368,15 @@ async def test_one_slow_call_is_not_a_slow_p95() -> None:
     history = [outcome("todo.list"), outcome("todo.list"), outcome("todo.list", ms=1100.0)]
     (rating,) = (await ScriptedDriver().rate(a_day(), ["todo"], history)).ratings
     # p95 = 20 + 0.9 * (1,100 - 20) = 992 ms, under a second: one point off for the slow call alone.
-    assert (rating.rating, rating.notes) == (4, "todo.list took 1,100 ms once")
+    assert (rating.rating, rating.notes) == (4, "4/5: todo.list took 1,100 ms once")
+
+
+async def test_a_point_withheld_for_too_little_seen_says_so() -> None:
+    (rating,) = (await ScriptedDriver().rate(a_day(), ["todo"], [outcome("todo.list")])).ratings
+    assert (rating.rating, rating.notes) == (
+        4,
+        "4/5: 1 call, all fine; too little seen to give 5: 3 calls or a confirmed write earn it",
+    )
 
 
 async def test_never_rates_a_module_it_did_not_use() -> None:

@@ -418,12 +418,20 @@ class ScriptedDriver:
         checked = bool(today and today.checks_passed.get(module))
         score = BEST_RATING - tally.penalty() - min(MAX_SURPRISE_POINTS, len(surprises))
         evidence = tally.evidence() + surprises
-        if score == BEST_RATING and not (checked or tally.clean_rejections or len(calls) >= CALLS_TO_EARN_BEST):
+        unproven = score == BEST_RATING and not (checked or tally.clean_rejections or len(calls) >= CALLS_TO_EARN_BEST)
+        if unproven:
             score = BEST_RATING - 1
         if not evidence:
             confirmed = "; what I wrote showed up when I looked" if checked else ""
             evidence = [f"{len(calls)} call{'s' if len(calls) != 1 else ''}, all fine{confirmed}"]
-        return Rating(module=module, rating=max(WORST_RATING, min(BEST_RATING, score)), notes="; ".join(evidence))
+        if unproven:
+            evidence.append(
+                f"too little seen to give {BEST_RATING:g}: {CALLS_TO_EARN_BEST} calls or a confirmed write earn it"
+            )
+        rating = max(WORST_RATING, min(BEST_RATING, score))
+        # A lost point is said first, with why, so a product team reads "4/5: ..." and knows what cost it.
+        lost = f"{rating}/{BEST_RATING}: " if rating < BEST_RATING else ""
+        return Rating(module=module, rating=rating, notes=lost + "; ".join(evidence))
 
 
 @dataclass
