@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +19,14 @@ import pytest
 from persona_runner.drivers import DRIVERS
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import Cassette
-from persona_runner.drivers.factory import LLM_DRIVERS, base_url_for, check_keys, make_client, make_driver
+from persona_runner.drivers.factory import (
+    LLM_DRIVERS,
+    base_url_for,
+    check_keys,
+    llm_driver_class,
+    make_client,
+    make_driver,
+)
 from persona_runner.drivers.llm import MAX_OUTPUT_TOKENS, LLMDriver, ProviderError, RetryPolicy, retry_after_seconds
 from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.util.errors import UserError
@@ -46,10 +55,10 @@ def fast_retry_driver(fake: FakeProvider, provider: str, budget: int, base_url: 
     """A driver whose backoff is milliseconds, so budget tests stay quick."""
     suffix, env = PROVIDERS[provider]
     client = make_client(
-        LLM_DRIVERS[provider].client_class, next(iter(env.values())), base_url or fake.base_url + suffix, None
+        llm_driver_class(provider).client_class, next(iter(env.values())), base_url or fake.base_url + suffix, None
     )
     policy = RetryPolicy(budget=budget, base_delay=0.01, max_delay=1.0)
-    return LLM_DRIVERS[provider](client=client, model="test-model", retry=policy)
+    return llm_driver_class(provider)(client=client, model="test-model", retry=policy)
 
 
 def sent_results(provider: str, body: dict[str, Any]) -> dict[str, tuple[str, bool]]:
@@ -583,3 +592,14 @@ async def test_anthropic_arguments_that_are_not_an_object_are_that_calls_error(f
     history = [block for m in fake.received[1].body["messages"] if m["role"] == "assistant" for block in m["content"]]
     assert history == [{"type": "tool_use", "id": "toolu_1", "name": "todo__create", "input": {}}]
     assert (driver.usage.tokens_in, driver.usage.tokens_out) == (17, 8)
+
+
+def test_a_scripted_run_never_loads_a_provider_sdk() -> None:
+    """Soaks and workers play scripted personas for hours: the SDKs would cost each process ~50 MB for nothing."""
+    probe = (
+        "import sys; from persona_runner.drivers.factory import make_driver; make_driver('scripted', model=None);"
+        " import persona_runner.commands.worker, persona_runner.run.worker;"
+        " print(sorted(m for m in ('anthropic', 'openai') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

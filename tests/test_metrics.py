@@ -203,3 +203,15 @@ def test_two_in_one_process_count_apart() -> None:
         samples = scrape(other)
         assert ("persona_runner_ticks_total", frozenset({("status", "ok")})) not in samples
         assert value(samples, "persona_runner_ticks_in_flight") == 0
+
+
+def test_a_settled_record_keeps_what_a_run_summary_reads_and_drops_the_bulk() -> None:
+    """A soak keeps every tick's record for its end-of-run summary: only the counts, never the payloads."""
+    record = a_record("ok", [("todo.create", "ok", 12.0), ("todo.create", "error", 250.0)], tokens=(7, 3))
+    record.calls[0].outcome.arguments["title"] = "x" * 10_000
+    record.transcript = {"calls": ["y" * 10_000]}
+    settled = record.settled()
+    assert (settled.status, settled.errors, settled.modules_used(), settled.tokens_in) == ("ok", 1, ["todo"], 7)
+    assert [call.outcome.outcome for call in settled.calls] == ["ok", "error"]
+    assert settled.transcript == {} and all(call.outcome.arguments == {} for call in settled.calls)
+    assert record.calls[0].outcome.arguments  # the record itself is left as it was

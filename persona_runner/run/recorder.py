@@ -14,7 +14,7 @@ merged, so writing the same rows twice leaves exactly one copy of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, TypeVar
@@ -123,6 +123,14 @@ class TickRecord:
     def summary(self) -> str:
         modules = ", ".join(self.modules_used()) or "no modules"
         return f"{len(self.calls)} calls ({self.errors} errors) across {modules}"
+
+    def settled(self) -> TickRecord:
+        """The record once it is in the store, as a run's summary reads it (status, ratings, each call's module and
+        outcome), without the transcript and the calls' arguments and results: a soak keeps thousands."""
+        calls = [
+            replace(call, outcome=replace(call.outcome, arguments={}, structured=None, text="")) for call in self.calls
+        ]
+        return replace(self, calls=calls, transcript={})
 
 
 def start_tick(engine: Engine, record: TickRecord, cadence: str) -> str:

@@ -211,7 +211,7 @@ async def execute_soak(
                 raise
             metrics.tick_ended(record)
             schedule.ended(persona, record.status)
-            result.ticks.append(record)
+            result.ticks.append(record.settled())
             status.done += 1
             status.failed += record.status not in RAN_STATUSES
             status.calls += len(record.calls)
