@@ -60,11 +60,18 @@ class StoreBuilder:
             )
             session.commit()
 
-    def run(self, run_id: str, at: datetime, label: str | None = None) -> None:
+    def run(
+        self,
+        run_id: str,
+        at: datetime,
+        label: str | None = None,
+        *,
+        target: str = "http://127.0.0.1/mcp",
+        injected: Sequence[str] = (),
+    ) -> None:
+        config = {"injected": list(injected)} if injected else {}
         with Session(self.engine) as session:
-            session.add(
-                Run(run_id=run_id, label=label, started_at=at, target="http://127.0.0.1/mcp", driver="scripted")
-            )
+            session.add(Run(run_id=run_id, label=label, started_at=at, target=target, driver="scripted", config=config))
             session.commit()
 
     def tick(
@@ -447,7 +454,7 @@ def test_html_is_balanced_self_contained_and_has_every_section(store_url: str) -
     assert {"changes", "summary", "modules", "details", "personas", "grid", "module-todo", "module-calendar"} <= set(
         parsed.ids
     )
-    assert {"svg", "polyline", "rect", "style"} <= parsed.tags
+    assert {"svg", "circle", "rect", "style"} <= parsed.tags
     assert not {"script", "link", "img", "iframe"} & parsed.tags and "url(" not in page and "@import" not in page
     assert parsed.links and all(link.startswith("#") and link[1:] in parsed.ids for link in parsed.links)
     text = "".join(parsed.text)

@@ -78,18 +78,36 @@ def report(
             show_default=False,
         ),
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="Only the runs of this label (a window only).", show_default=False),
+    ] = None,
+    target_url: Annotated[
+        str | None,
+        typer.Option("--target", help="Only the runs against this target URL (a window only).", show_default=False),
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Turn recorded actions and ratings into a report, module by module, with what changed at the top."""
+    """Turn recorded actions and ratings into a report, module by module, with what changed at the top.
+
+    It says which runs it covers, and warns when it mixes runs with injected faults (--fault,
+    --delay) and runs without: keep to one kind with --label, --target or --run.
+
+    Example: persona-runner report --since 24h --label nightly --format md --out nightly.md
+    """
     if run and since:
         raise UserError("--since and --run exclude each other: report on a time window or on runs, not both")
+    if run and (label or target_url):
+        raise UserError(
+            "--label and --target filter a time window; --run names its runs already: give one or the other"
+        )
     window = None if run else parse_since(since or DEFAULT_SINCE)
     engine = store_from(db, create=False)
     if window is None:
         with engine.connect() as conn:
             scope = runs_scope(conn, run or [])
     else:
-        scope = window_scope(window)
+        scope = window_scope(window, run_label=label, target=target_url)
     result = build_report(engine, scope)
     text = RENDERERS[output_format](result)
     suffix = output_format.value
@@ -101,6 +119,12 @@ def report(
         typer.echo(f"wrote {target} (and {latest})")
     else:
         typer.echo(f"wrote {target}")
+    if result.mixes_injected_runs:
+        typer.echo(
+            "note: this report mixes runs with injected faults and runs without; keep to one kind with --label,"
+            " --target or --run",
+            err=True,
+        )
     if result.failures and result.is_empty:
         ticks = result.totals.ticks
         typer.echo(f"note: none of the {ticks} ticks in {scope.label} finished; see the top of the report", err=True)

@@ -4,7 +4,7 @@ and stop in order on SIGTERM or SIGINT."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import anyio
@@ -38,6 +38,7 @@ class RunPlan:
     label: str | None
     tick_date: date | None  # None: today, as `RunSettings` decides it
     repeat: int = 1
+    injected: tuple[str, ...] = ()  # --fault and --delay of the embedded product
 
     def settings(self, target: str) -> RunSettings:
         return RunSettings(
@@ -50,6 +51,7 @@ class RunPlan:
             concurrency=self.concurrency,
             label=self.label,
             repeat=self.repeat,
+            injected=self.injected,
             **({"tick_date": self.tick_date} if self.tick_date else {}),
         )
 
@@ -74,6 +76,7 @@ def execute_on_product(
     any point unwinds it; None (said on the terminal) when one came before the run began.
     """
     stop = Stop(grace)
+    plan = replace(plan, injected=tuple(f"--fault {f}" for f in faults) + tuple(f"--delay {d}" for d in delays))
     with (
         stop.catching_signals(),
         user_errors_from(ProductError, RecordError),

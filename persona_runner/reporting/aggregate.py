@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Date, Integer, and_, case, cast, func, or_, select, true
+from sqlalchemy import Integer, and_, case, cast, func, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,6 +31,7 @@ from persona_runner.reporting.model import (
     RatingStats,
     Reliability,
     Report,
+    RunInfo,
     Scope,
     ToolStats,
     Totals,
@@ -65,9 +66,14 @@ def _duration_words(length: timedelta) -> str:
     return f"{seconds} seconds"
 
 
-def window_scope(length: timedelta, until: datetime | None = None) -> Scope:
+def window_scope(
+    length: timedelta, until: datetime | None = None, *, run_label: str | None = None, target: str | None = None
+) -> Scope:
     end = until or datetime.now(UTC)
-    return Scope(kind="window", label=f"the last {_duration_words(length)}", since=end - length, until=end)
+    only = [f"label {run_label}" if run_label else "", f"target {target}" if target else ""]
+    kept = " and ".join(part for part in only if part)
+    label = f"the last {_duration_words(length)}" + (f" ({kept})" if kept else "")
+    return Scope(kind="window", label=label, since=end - length, until=end, run_label=run_label, target=target)
 
 
 def runs_scope(conn: Connection, run_ids: Sequence[str]) -> Scope:
@@ -94,6 +100,8 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
             label=f"the previous {_duration_words(length)}",
             since=scope.since - length,
             until=scope.since,
+            run_label=scope.run_label,
+            target=scope.target,
         )
     first_start = select(RUNS.c.started_at).where(RUNS.c.run_id == scope.run_ids[0]).scalar_subquery()
     previous = conn.execute(
@@ -102,19 +110,24 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
     return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
 
 
-def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> list[Any]:
-    """Calls and errors grouped by the given keys."""
+def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any], by_tick: bool = False) -> list[Any]:
+    """Calls and errors grouped by the given keys (which may be columns of each action's tick, with `by_tick`)."""
     stmt = select(*keys, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
-    return list(conn.execute(stmt.where(in_scope(ACTIONS, scope)).group_by(*keys)))
+    joined = [TICKS.c.tick_id == ACTIONS.c.tick_id] if by_tick else []
+    return list(conn.execute(stmt.where(in_scope(ACTIONS, scope), *joined).group_by(*keys)))
 
 
-def _rating_stats(conn: Connection, scope: Scope, *keys: ColumnElement[Any]) -> dict[tuple[Any, ...], RatingStats]:
-    """Rating statistics grouped by the given keys, from count, sum and sum of squares."""
+def _rating_stats(
+    conn: Connection, scope: Scope, *keys: ColumnElement[Any], by_tick: bool = False
+) -> dict[tuple[Any, ...], RatingStats]:
+    """Rating statistics grouped by the given keys (columns of the rating's tick too, with `by_tick`), from
+    count, sum and sum of squares."""
     rating = FEEDBACK.c.rating
     stmt = select(
         *keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq")
     )
-    rows = conn.execute(stmt.where(in_scope(FEEDBACK, scope)).group_by(*keys))
+    joined = [TICKS.c.tick_id == FEEDBACK.c.tick_id] if by_tick else []
+    rows = conn.execute(stmt.where(in_scope(FEEDBACK, scope), *joined).group_by(*keys))
     return {
         tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows
     }
@@ -271,6 +284,27 @@ def _reliability(conn: Connection, scope: Scope) -> dict[str, Reliability]:
     return result
 
 
+def _runs_covered(conn: Connection, scope: Scope) -> list[RunInfo]:
+    """The runs with ticks in the scope, oldest first, each with what sets it apart."""
+    ids = select(TICKS.c.run_id).where(in_scope(TICKS, scope)).distinct().scalar_subquery()
+    rows = conn.execute(
+        select(RUNS.c.run_id, RUNS.c.label, RUNS.c.target, RUNS.c.started_at, RUNS.c.status, RUNS.c.config)
+        .where(RUNS.c.run_id.in_(ids))
+        .order_by(RUNS.c.started_at)
+    )
+    return [
+        RunInfo(
+            run_id=row.run_id,
+            label=row.label,
+            target=row.target,
+            started_at=row.started_at,
+            status=row.status,
+            injected=list((row.config or {}).get("injected", [])),
+        )
+        for row in rows
+    ]
+
+
 def _top_per_module(conn: Connection, inner: Any, order_by: Sequence[ColumnElement[Any]], limit: int) -> list[Any]:
     """The first `limit` rows of each module of a subquery, ranked in SQL so only those leave the database."""
     rank = func.row_number().over(partition_by=inner.c.module, order_by=order_by).label("rank")
@@ -358,7 +392,8 @@ def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: di
 
 
 def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[str, list[TrendPoint]]]:
-    """Rating and error rate per day (a window) or per run (a set of runs), per module."""
+    """Rating and error rate per day the personas lived (a window: the ticks' `tick_date`, so `run --repeat`
+    draws its days) or per run (a set of runs), per module."""
     rating_key: ColumnElement[Any]
     action_key: ColumnElement[Any]
     if scope.kind == "runs":
@@ -367,12 +402,13 @@ def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[
         order = {run_id: i for i, run_id in enumerate(scope.run_ids)}
     else:
         by = "day"
-        rating_key, action_key = (_day(conn, t.c.created_at) for t in (FEEDBACK, ACTIONS))
+        rating_key = action_key = TICKS.c.tick_date
         order = {}
-    ratings = _rating_stats(conn, scope, rating_key.label("bucket"), FEEDBACK.c.module)
+    by_tick = by == "day"
+    ratings = _rating_stats(conn, scope, rating_key.label("bucket"), FEEDBACK.c.module, by_tick=by_tick)
     counts = {
         (str(row.bucket), row.module): row
-        for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module)
+        for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module, by_tick=by_tick)
     }
     ratings = {(str(bucket), module): stats for (bucket, module), stats in ratings.items()}
     trend: dict[str, list[TrendPoint]] = defaultdict(list)
@@ -389,20 +425,6 @@ def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[
             )
         )
     return by, trend
-
-
-def _day(conn: Connection, moment: Any) -> ColumnElement[Any]:
-    """The UTC calendar day of a timestamp, as the store's dialect spells it.
-
-    The store's timestamps carry their time zone. PostgreSQL turns one into a
-    date in the session's TimeZone, so a server set to Los Angeles would move
-    evening actions to the previous day; it is taken to UTC first. SQLite
-    keeps them as UTC ISO text: the first ten characters are the day, and far
-    cheaper than date().
-    """
-    if conn.dialect.name != "postgresql":
-        return func.substr(moment, 1, 10)
-    return cast(func.timezone("UTC", moment), Date)
 
 
 def _tool_stats(row: Any, histogram: list[tuple[int, int]]) -> ToolStats:
@@ -531,6 +553,7 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         ).all()
         previous = previous_scope(conn, scope) if compare else None
         failures = failure_groups(conn, scope)
+        runs = _runs_covered(conn, scope)
     report = Report(
         generated_at=datetime.now(UTC),
         store=store_name(engine),
@@ -549,6 +572,7 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         modules=modules,
         personas=personas,
         failures=failures,
+        runs=runs,
     )
     if previous:
         # The previous scope's full report, so "what changed" is the gate's verdict on the two.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from persona_runner.reporting.model import RatingStats, Reliability
+from persona_runner.reporting.model import RatingStats, Reliability, Report
 
 
 def percent(rate: float | None) -> str:
@@ -40,3 +40,24 @@ def pass_k_text(reliability: Reliability) -> str:
     k = reliability.ticks_per_persona
     days = f"{k:.0f}" if k == round(k) else f"{k:.1f}"
     return f"{percent(reliability.pass_k)} ({reliability.clean_personas}/{reliability.personas}, k={days})"
+
+
+#: Runs named one by one in the sentence that says what a report covers; more are counted.
+RUNS_NAMED = 5
+MIXED_RUNS = (
+    "Mixes runs with injected faults and runs without: their errors and latency blur each other;"
+    " report on one kind with --label, --target or --run."
+)
+
+
+def runs_covered(report: Report) -> str | None:
+    """ "Covers 2 runs: a (nightly), b (drill) with --fault todo.create=1.0.": where the figures come from."""
+    if not report.runs:
+        return None
+    named = []
+    for run in report.runs[:RUNS_NAMED]:
+        label = f" ({run.label})" if run.label else ""
+        injected = f" with {', '.join(run.injected)}" if run.injected else ""
+        named.append(f"{run.run_id}{label}{injected}")
+    more = f" and {len(report.runs) - RUNS_NAMED} more" if len(report.runs) > RUNS_NAMED else ""
+    return f"Covers {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}: {', '.join(named)}{more}."

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from html import escape
+from typing import Literal
 
 from persona_runner.reporting.failures import comparison_caveat, headline
-from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.formatting import MIXED_RUNS, milliseconds, percent, rating_text, runs_covered
 from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
+from persona_runner.reporting.svg import latency_chart, trend_chart
 
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
@@ -32,22 +34,24 @@ h3{font-size:1.05rem}
 .wrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{padding:.3rem .5rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 .changes li{margin:.2rem 0}.bad{color:var(--bad)}.good{color:var(--good)}
 article{border:1px solid var(--line);border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
 .alert{border:1px solid var(--bad);border-left-width:6px;border-radius:6px;padding:.2rem 1rem;margin:1rem 0}
 .alert h2{color:var(--bad);border:0;margin-top:.6rem}
 blockquote{margin:.3rem 0;padding-left:.6rem;border-left:3px solid var(--line)}
 blockquote,code,td{overflow-wrap:anywhere}
-svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
-@media (max-width:640px){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .3rem}}
-@media print{body{max-width:none}.wrap{overflow:visible}article,table{break-inside:avoid}
-a{color:inherit;text-decoration:none}}
+td:first-child{overflow-wrap:normal;min-width:7em}
+.meta{overflow-wrap:anywhere}
+figure{margin:.6rem 0}figcaption{font-weight:600;margin:.2rem 0}
+svg.chart{display:block;width:100%;height:auto;max-width:520px}
+.spark{vertical-align:middle}
+@media (max-width:640px){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .3rem}article{padding:.2rem .5rem}}
+@media print{body{max-width:none}.wrap{overflow:visible}article,table,figure{break-inside:avoid}
+a{color:inherit;text-decoration:none}svg.chart{max-width:15cm}}
 """
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
-BAR_WIDTH, BAR_ROW = 360, 18
-TOOL_LABEL_WIDTH = 150
 #: Failure groups named in the line that opens the report; its table lists them all.
 HEADLINE_FAILURES = 3
 
@@ -70,54 +74,57 @@ def _rating_colour(mean: float | None) -> str:
 
 
 def sparkline(module: ModuleReport) -> str:
-    """Mean rating per day or run as a small line on the 1..5 scale."""
-    points = [(i, point.rating.mean) for i, point in enumerate(module.trend) if point.rating.mean is not None]
-    if not points:
+    """Mean rating per day or run as a small line on the 1..5 scale; a day or run without ratings leaves a gap."""
+    rated = [point for point in module.trend if point.rating.mean is not None]
+    if not rated:
         return "-"
     step = (SPARK_WIDTH - 8) / max(1, len(module.trend) - 1)
-    coords = [(4 + i * step, 4 + (5 - mean) / 4 * (SPARK_HEIGHT - 8)) for i, mean in points]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="#2f6fb3"/>' for x, y in coords)
+    coords = [
+        None if point.rating.mean is None else (4 + i * step, 4 + (5 - point.rating.mean) / 4 * (SPARK_HEIGHT - 8))
+        for i, point in enumerate(module.trend)
+    ]
+    lines = []
+    run: list[tuple[float, float]] = []
+    for xy in [*coords, None]:
+        if xy is not None:
+            run.append(xy)
+            continue
+        if len(run) > 1:  # one point draws no line, and its dot shows it
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+            lines.append(f'<polyline points="{points}" fill="none" stroke="#2f6fb3" stroke-width="1.5"/>')
+        run = []
+    dots = "".join(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="2" fill="#2f6fb3"/>' for xy in coords if xy)
     title = escape(
-        f"{module.module} mean rating: "
-        + ", ".join(
-            f"{point.bucket} {point.rating.mean:.1f}" for point in module.trend if point.rating.mean is not None
-        )
+        f"{module.module} mean rating: " + ", ".join(f"{point.bucket} {point.rating.mean:.1f}" for point in rated)
     )
     return (
-        f'<svg role="img" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}">'
-        f"<title>{title}</title>"
-        f'<polyline points="{line}" fill="none" stroke="#2f6fb3" stroke-width="1.5"/>{dots}</svg>'
+        f'<svg class="spark" role="img" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}"'
+        f' viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}"><title>{title}</title>{"".join(lines)}{dots}</svg>'
     )
 
 
-def latency_bars(module: ModuleReport) -> str:
-    """p50, p95 and p99 per tool as nested horizontal bars on one scale, so slow tools stand out."""
-    tools = [tool for tool in module.tools if tool.p99_ms is not None]
-    if not tools:
-        return ""
-    longest = max(tool.p99_ms or 0.0 for tool in tools) or 1.0
-    height = BAR_ROW * len(tools) + 4
-    width = TOOL_LABEL_WIDTH + BAR_WIDTH + 80
-    rows = []
-    for i, tool in enumerate(tools):
-        y = 2 + i * BAR_ROW
-        bars = "".join(
-            f'<rect x="{TOOL_LABEL_WIDTH}" y="{y + 2}" width="{(value or 0.0) / longest * BAR_WIDTH:.1f}"'
-            f' height="{BAR_ROW - 5}" fill="{colour}"/>'
-            for value, colour in ((tool.p99_ms, "#c9d8ea"), (tool.p95_ms, "#8fb1d8"), (tool.p50_ms, "#2f6fb3"))
-        )
-        rows.append(
-            f'<text x="0" y="{y + BAR_ROW - 5}">{escape(tool.tool)}</text>{bars}'
-            f'<text x="{TOOL_LABEL_WIDTH + BAR_WIDTH + 6}" y="{y + BAR_ROW - 5}">'
-            f"{escape(milliseconds(tool.p95_ms))}</text>"
-        )
+def _trend_figure(module: ModuleReport, by: Literal["day", "run"]) -> str:
+    """The module's trend as a chart from two days or runs on; before that, one line saying what there is."""
+    chart = trend_chart(module.module, module.trend, by)
+    if chart is not None:
+        return f"<figure><figcaption>Trend per {by}</figcaption>{chart}</figure>"
+    if not module.trend:
+        return f"<p>Trend per {by}: nothing recorded.</p>"
+    point = module.trend[0]
     return (
-        f'<svg role="img" width="100%" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet"'
-        f' style="max-width:{width}px">'
-        f"<title>{escape(module.module)}: latency p50 (dark), p95 (mid), p99 (light) per tool</title>"
-        f"{''.join(rows)}</svg>"
+        f"<p>Trend per {by}: one {by} so far ({escape(point.bucket)}: rating {escape(rating_text(point.rating))}, "
+        f"error rate {escape(percent(point.error_rate))}); a chart needs two.</p>"
     )
+
+
+def _latency_figure(module: ModuleReport) -> str:
+    chart = latency_chart(module.module, module.tools)
+    return f"<figure><figcaption>Latency per tool</figcaption>{chart}</figure>" if chart else ""
+
+
+def _breakable(name: str) -> str:
+    """A tool name, escaped, that may wrap after ".", "_" and "-" (`todo.create_<wbr>event`) but not inside a word."""
+    return re.sub(r"([._-])", r"\1<wbr>", escape(name))
 
 
 def _table(header: list[str], rows: list[str], numeric_from: int = 1) -> str:
@@ -167,6 +174,15 @@ def _failures(report: Report) -> str:
     )
 
 
+def _runs_covered(report: Report) -> str:
+    """Where the figures come from, and a warning when runs with injected faults are among others."""
+    covered = runs_covered(report)
+    if covered is None:
+        return ""
+    mixed = f'<p class="alert"><b>{escape(MIXED_RUNS)}</b></p>' if report.mixes_injected_runs else ""
+    return f'<section id="runs"><p>{escape(covered)}</p>{mixed}</section>'
+
+
 def _changes(report: Report) -> str:
     caveat = comparison_caveat(report)
     if report.previous is None:
@@ -213,11 +229,11 @@ def _modules(report: Report) -> str:
     return f'<section id="modules"><h2>Modules</h2>{_table(header, rows)}</section>'
 
 
-def _module_article(module: ModuleReport) -> str:
+def _module_article(module: ModuleReport, by: Literal["day", "run"]) -> str:
     tools = _table(
         ["Tool", "Calls", "Errors", "Error rate", "p50", "p95", "p99"],
         [
-            f"<tr><td>{escape(t.tool)}</td>{_td(str(t.calls))}{_td(str(t.errors))}{_td(percent(t.error_rate))}"
+            f"<tr><td>{_breakable(t.tool)}</td>{_td(str(t.calls))}{_td(str(t.errors))}{_td(percent(t.error_rate))}"
             f"{_td(milliseconds(t.p50_ms))}{_td(milliseconds(t.p95_ms))}{_td(milliseconds(t.p99_ms))}</tr>"
             for t in module.tools
         ],
@@ -235,7 +251,7 @@ def _module_article(module: ModuleReport) -> str:
         f"error rate {escape(percent(module.error_rate))}; "
         f"tools used {len(module.tools_used)} of {len(module.tools_offered)} "
         f"{'offered' if module.coverage_basis == 'offered' else 'ever seen'}.</p>"
-        f"{latency_bars(module)}{tools}{unused_line}"
+        f"{_trend_figure(module, by)}{_latency_figure(module)}{tools}{unused_line}"
         f"<h4>Most frequent errors</h4>{f'<ul>{errors}</ul>' if errors else '<p>None.</p>'}"
         f"<h4>Notes, lowest-rated first</h4>{notes or '<p>None.</p>'}</article>"
     )
@@ -271,14 +287,15 @@ def _grid(report: Report) -> str:
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     title = f"Persona feedback: {report.scope.label}"
-    details = "".join(_module_article(module) for module in report.modules) or "<p>No modules in this scope.</p>"
+    articles = "".join(_module_article(module, report.trend_by) for module in report.modules)
+    details = articles or "<p>No modules in this scope.</p>"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{escape(title)}</h1><p class="meta">'
         f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>"
-        f"<main>{_failures(report)}{_changes(report)}{_summary(report)}{_modules(report)}"
+        f"<main>{_runs_covered(report)}{_failures(report)}{_changes(report)}{_summary(report)}{_modules(report)}"
         f'<section id="details"><h2>Module details</h2>{details}</section>'
         f"{_personas(report)}{_grid(report)}</main></body></html>\n"
     )

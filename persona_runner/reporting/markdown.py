@@ -14,7 +14,14 @@ import re
 from collections.abc import Iterable, Sequence
 
 from persona_runner.reporting.failures import comparison_caveat, headline
-from persona_runner.reporting.formatting import milliseconds, pass_k_text, percent, rating_text
+from persona_runner.reporting.formatting import (
+    MIXED_RUNS,
+    milliseconds,
+    pass_k_text,
+    percent,
+    rating_text,
+    runs_covered,
+)
 from persona_runner.reporting.model import ModuleReport, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
 from persona_runner.util.text import one_line
@@ -99,6 +106,15 @@ def _failures(report: Report) -> list[str]:
     ]
 
 
+def _runs_covered(report: Report) -> list[str]:
+    """Which runs the figures come from, and a warning when runs with injected faults are among others."""
+    covered = runs_covered(report)
+    if covered is None:
+        return []
+    mixed = [f"**{prose(MIXED_RUNS)}**", ""] if report.mixes_injected_runs else []
+    return [prose(covered), "", *mixed]
+
+
 def _changes(report: Report) -> list[str]:
     if report.previous is None:
         return ["No earlier run or window to compare against."]
@@ -147,6 +163,7 @@ def render_markdown(report: Report) -> str:
         f"{totals.personas} personas, {totals.ticks} ticks, {totals.calls} calls, "
         f"{totals.errors} errors ({percent(error_rate(totals.calls, totals.errors))}), {totals.ratings} ratings.",
         "",
+        *_runs_covered(report),
         *_failures(report),
         "### What changed",
         *_changes(report),

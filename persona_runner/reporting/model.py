@@ -130,13 +130,28 @@ def error_rate(calls: int, errors: int) -> float | None:
 
 
 class Scope(BaseModel):
-    """What a report covers: a time window [since, until) or a set of runs."""
+    """What a report covers: a time window [since, until) or a set of runs; a window may keep only the runs of
+    one label or one target."""
 
     kind: Literal["window", "runs"]
     label: str
     since: datetime | None = None
     until: datetime | None = None
     run_ids: list[str] = []
+    run_label: str | None = None
+    target: str | None = None
+
+
+class RunInfo(BaseModel):
+    """A run a report covers, with what sets it apart: its label, its target and the faults injected in it."""
+
+    run_id: str
+    label: str | None
+    target: str
+    started_at: datetime
+    status: str
+    #: --fault and --delay the embedded product ran with: its errors and slowness were asked for.
+    injected: list[str] = []
 
 
 class Counted(BaseModel):
@@ -283,6 +298,13 @@ class Report(BaseModel):
     personas: list[PersonaReport]
     #: Ticks that failed, timed out, were aborted or interrupted, grouped by reason, most first.
     failures: list[FailureGroup] = []
+    #: The runs whose ticks the report covers, oldest first.
+    runs: list[RunInfo] = []
+
+    @property
+    def mixes_injected_runs(self) -> bool:
+        """Runs with injected faults beside runs without: their figures would blur each other unnoticed."""
+        return len({bool(run.injected) for run in self.runs}) > 1
 
     def module(self, name: str) -> ModuleReport | None:
         return next((m for m in self.modules if m.module == name), None)

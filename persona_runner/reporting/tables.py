@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, inspect
+from sqlalchemy import and_, inspect, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.reporting.model import Scope
@@ -20,8 +20,16 @@ RUNS = inspect(Run).local_table
 
 def in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
     """The rows of `table` the scope covers: those of its runs, or those of its window (a tick by its start,
-    anything else by when it was made)."""
+    anything else by when it was made), of the runs of its label and target when it names them."""
     if scope.kind == "runs":
         return table.c.run_id.in_(scope.run_ids)
     moment = table.c.started_at if table is TICKS else table.c.created_at
-    return and_(moment >= scope.since, moment < scope.until)
+    within = and_(moment >= scope.since, moment < scope.until)
+    if scope.run_label is None and scope.target is None:
+        return within
+    runs = select(RUNS.c.run_id)
+    if scope.run_label is not None:
+        runs = runs.where(RUNS.c.label == scope.run_label)
+    if scope.target is not None:
+        runs = runs.where(RUNS.c.target == scope.target)
+    return and_(within, table.c.run_id.in_(runs.scalar_subquery()))

@@ -53,6 +53,9 @@ class RunSettings:
     tick_date: date = field(default_factory=lambda: utcnow().date())
     #: Days each persona lives in a `run`, one tick each, from `tick_date` on: enough calls for a gate to judge.
     repeat: int = 1
+    #: The --fault and --delay flags the embedded product was started with: recorded, so no report mistakes
+    #: errors asked for with errors found.
+    injected: tuple[str, ...] = ()
 
     def days(self) -> list[date]:
         return [self.tick_date + timedelta(days=day) for day in range(self.repeat)]
@@ -139,6 +142,7 @@ async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[Per
         seed=settings.seed,
         config={
             **config,
+            **({"injected": list(settings.injected)} if settings.injected else {}),
             "max_turns": settings.max_turns,
             "timeout": settings.timeout,
             "personas": [p.name for p in personas],
