@@ -216,7 +216,21 @@ def test_identical_notes_are_folded_with_a_count(tmp_path: Path) -> None:
     assert (
         "- rated 1 by Bob: lost my note\n"
         "- rated 2 by Bob: slow\n"
-        f"- rated 2 by Dee, Cy, Ann and 1 other: {slow} (×5)\n"  # latest first, as the report lists notes
+        f"- rated 2 by Ann, Bob, Dee and 1 other: {slow} (×5)\n"  # who gave it, by name
     ) in text
     html_text = "".join(parse_html(render_html(report)).text)
-    assert f"2/5 Dee, Cy, Ann and 1 other: {slow} (×5)" in html_text and html_text.count(slow) == 1
+    assert f"2/5 Ann, Bob, Dee and 1 other: {slow} (×5)" in html_text and html_text.count(slow) == 1
+
+
+def test_one_complaint_said_every_tick_does_not_crowd_out_the_others(tmp_path: Path) -> None:
+    store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
+    store.run("r0", NOW - timedelta(hours=1))
+    for minute in range(15):
+        store.tick("r0", "ann", NOW - timedelta(minutes=minute), [("notes.search", 1400)], {"notes": (2, "slow")})
+    store.tick("r0", "bob", NOW - timedelta(hours=2), [("notes.search", 10)], {"notes": (3, "search misses tags")})
+    notes = run_report(store, "r0").module("notes")
+    assert notes is not None
+    assert [(note.rating, note.notes, note.count) for note in notes.notes] == [
+        (2, "slow", 15),
+        (3, "search misses tags", 1),
+    ]

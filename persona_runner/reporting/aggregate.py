@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Integer, and_, case, cast, func, or_, select, true
+from sqlalchemy import Integer, and_, case, cast, func, or_, select, true, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -327,24 +327,40 @@ def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
 
 
 def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict[str, list[Note]]:
-    with_notes = (
+    """The NOTES_PER_MODULE lowest rated notes of each module, the latest first among equals, each note once with
+    how often and by whom it was given: one complaint said every tick must not crowd out the others."""
+    given = and_(in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
+    keys = (FEEDBACK.c.module, FEEDBACK.c.rating, FEEDBACK.c.notes)
+    groups = (
         select(
-            FEEDBACK.c.module,
-            FEEDBACK.c.rating,
-            FEEDBACK.c.notes,
-            FEEDBACK.c.persona_id,
-            FEEDBACK.c.tick_id,
-            FEEDBACK.c.created_at,
+            *keys,
+            func.count().label("times"),
+            func.max(FEEDBACK.c.created_at).label("latest"),
+            func.max(FEEDBACK.c.tick_id).label("tick_id"),
         )
-        .where(in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
+        .where(given)
+        .group_by(*keys)
         .subquery()
     )
-    order = (with_notes.c.rating, with_notes.c.created_at.desc(), with_notes.c.tick_id)
+    kept = _top_per_module(conn, groups, (groups.c.rating, groups.c.latest.desc(), groups.c.tick_id), NOTES_PER_MODULE)
+    givers: dict[tuple[str, int, str], list[str]] = defaultdict(list)
+    if kept:
+        chosen = tuple_(*keys).in_([(row.module, row.rating, row.notes) for row in kept])
+        for row in conn.execute(select(*keys, FEEDBACK.c.persona_id).where(given, chosen).distinct()):
+            givers[(row.module, row.rating, row.notes)].append(names.get(row.persona_id, row.persona_id))
     found: dict[str, list[Note]] = defaultdict(list)
-    for row in _top_per_module(conn, with_notes, order, NOTES_PER_MODULE):
-        persona = names.get(row.persona_id, row.persona_id)
+    for row in kept:
+        personas = sorted(givers[(row.module, row.rating, row.notes)])
         found[row.module].append(
-            Note(rating=row.rating, notes=row.notes, persona=persona, tick_id=row.tick_id, created_at=row.created_at)
+            Note(
+                rating=row.rating,
+                notes=row.notes,
+                persona=personas[0] if personas else "",
+                tick_id=row.tick_id,
+                created_at=row.latest,
+                count=row.times,
+                personas=personas,
+            )
         )
     return found
 

@@ -190,11 +190,16 @@ class ErrorCount(BaseModel):
 
 
 class Note(BaseModel):
+    """A note as personas gave it: `count` times with this rating (the latest time: `tick_id`, `created_at`),
+    by `personas` (all of them, by name; `persona` is one)."""
+
     rating: int
     notes: str
     persona: str
     tick_id: str
     created_at: datetime
+    count: NonNegativeInt = 1
+    personas: list[str] = []
 
 
 class TrendPoint(Counted):

@@ -34,9 +34,10 @@ def fold_notes(notes: Sequence[Note]) -> list[FoldedNote]:
     for note in notes:
         key = (note.rating, " ".join(note.notes.split()))
         same = folded.setdefault(key, FoldedNote(note.rating, note.notes))
-        same.count += 1
-        if note.persona not in same.personas:
-            same.personas.append(note.persona)
+        same.count += note.count
+        for persona in note.personas or [note.persona]:
+            if persona not in same.personas:
+                same.personas.append(persona)
     return list(folded.values())
 
 
