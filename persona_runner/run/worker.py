@@ -7,9 +7,9 @@ The engine is procrastinate (see `queue`). A worker process runs three kinds of 
   queueing lock per persona and slot, so a slot is queued once however many
   schedulers see it due.
 - `schedule`: queue every persona due now. A periodic task each worker
-  defers every `SCHEDULE_SECONDS`; the engine defers it once per moment
-  however many workers run, so no cron is needed (`persona-runner schedule`
-  does the same on demand).
+  defers every `SCHEDULE_SECONDS` (more often under a short `--every`); the
+  engine defers it once per moment however many workers run, so no cron is
+  needed (`persona-runner schedule` does the same on demand).
 - `recover`: a worker killed outright (SIGKILL, a lost machine) leaves its
   job `doing` and stops beating in the queue. After `stalled_after` seconds
   of silence its tick is marked `interrupted` (the calls it recorded kept)
