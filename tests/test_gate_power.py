@@ -21,6 +21,7 @@ from persona_runner.reporting.evidence import (
 )
 from persona_runner.reporting.gate import GateResult, Thresholds, compare, evidence_lines
 from persona_runner.reporting.model import Report
+from tests.cli_helpers import cli
 from tests.test_report import NOW, Call, StoreBuilder, run_report
 
 PERSONAS = [f"p{i}" for i in range(10)]
@@ -178,3 +179,18 @@ def test_a_module_that_fails_some_personas_on_some_days_fails_on_pass_k(store: S
     assert notes is not None and (notes.reliability.personas, notes.reliability.clean_personas) == (10, 4)
     assert notes.reliability.ticks == 30 and notes.reliability.clean_ticks == 24
     assert "notes" in changed(report)
+
+
+def test_require_evidence_fails_a_gate_that_could_not_judge_a_module(store: StoreBuilder, tmp_path: Path) -> None:
+    default_size_run(store, "base", BEFORE)
+    default_size_run(store, "cand", NOW)
+    store.run("thin", NOW)  # notes is in the baseline, but the candidate made no call to it at all
+    store.tick("thin", "p0", NOW, [("todo.list", 40.0)] * 30, {"todo": 4}, offered=None)
+    db = ["--db", str(Path(str(store.engine.url.database)))]
+    lenient = cli("gate", "--baseline", "base", "--candidate", "thin", *db)
+    assert lenient.returncode == 0, lenient.stdout
+    strict = cli("gate", "--baseline", "base", "--candidate", "thin", "--require-evidence", *db)
+    assert strict.returncode == 1
+    assert "FAIL --require-evidence: no check could judge notes" in strict.stdout
+    judged = cli("gate", "--baseline", "base", "--candidate", "cand", "--require-evidence", *db)
+    assert judged.returncode == 0, judged.stdout
