@@ -150,7 +150,7 @@ def test_a_soak_ticks_each_persona_as_often_as_it_is_due_as_one_run(tmp_path: Pa
     assert set(spans) == {p.name for p in crowd.personas}
     began = min(start for ticked in spans.values() for start, _ in ticked)
     for name, ticked in spans.items():
-        assert len(ticked) >= 3, (name, len(ticked))
+        assert len(ticked) >= 2, (name, len(ticked))  # ticked again once due; how often, the cadence check says
         assert_on_cadence(name, ticked, EVERY, began + timedelta(seconds=12))
     assert rows(db, "SELECT COUNT(DISTINCT tick_id), COUNT(*) FROM ticks") == [(sum(map(len, spans.values())),) * 2]
     assert rows(db, "SELECT COUNT(*) FROM ticks WHERE status NOT IN ('ok', 'rating_unparsed')") == [(0,)]
