@@ -161,13 +161,14 @@ def test_space_mates_never_tick_side_by_side(tmp_path: Path) -> None:
     db = tmp_path / "soak.db"
     chosen = [flag for name in SOAKERS for flag in ("--persona", name)]
     done = cli(
-        "soak", *chosen, "--duration", "6s", "--every", "1s", "--concurrency", "6", "--max-turns", "3",
+        "soak", *chosen, "--duration", "5s", "--every", "1s", "--concurrency", "6", "--max-turns", "2",
         "--db", str(db),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     spans = intervals(db)
-    assert set(spans) == set(SOAKERS)
-    assert not overlap(spans["maya"] + spans["sam"]) and not overlap(spans["helena"] + spans["kofi"])
+    for mates in (("maya", "sam"), ("helena", "kofi")):
+        together = [span for name in mates for span in spans.get(name, [])]
+        assert len(together) >= 2 and not overlap(together), mates
 
 
 def test_duration_and_until_exclude_each_other(tmp_path: Path) -> None:
@@ -181,9 +182,10 @@ def test_sigterm_records_the_soak_and_every_tick_in_flight_and_exits_within_the_
     slow = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=1s")]
     with served_product(tmp_path, *slow) as (url, _):
         db = tmp_path / "soak.db"
+        port = free_port()
         soaking = subprocess.Popen(
             [SCRIPT, "soak", "--target", url, "--admin-token", ADMIN, "--every", "1s", "--concurrency", "3",
-             "--max-turns", "8", "--grace", f"{grace:g}s", "--db", str(db),
+             "--max-turns", "8", "--grace", f"{grace:g}s", "--db", str(db), "--metrics-port", str(port),
              "--persona", "ravi", "--persona", "yuki", "--persona", "lena", "--persona", "margaret"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -191,6 +193,10 @@ def test_sigterm_records_the_soak_and_every_tick_in_flight_and_exits_within_the_
         while served_calls(url) < 3:
             assert time.monotonic() < deadline and soaking.poll() is None, "the soak made no calls"
             time.sleep(0.1)
+        # While it runs, the soak says so to a probe and counts its ticks in flight for a scraper.
+        health = httpx2.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert "persona_runner_ticks_in_flight 3.0" in httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         asked = time.monotonic()
         soaking.send_signal(signal.SIGTERM)
         _, stderr = soaking.communicate(timeout=60)
@@ -210,30 +216,3 @@ def test_sigterm_records_the_soak_and_every_tick_in_flight_and_exits_within_the_
     recorded = sum(calls for *_, calls in ticks)
     assert answered <= recorded <= answered + len(ticks)
     assert "stopped by SIGTERM" in stderr
-
-
-def test_a_soak_serves_its_metrics_and_health_while_it_runs(tmp_path: Path) -> None:
-    port = free_port()
-    soaking = subprocess.Popen(
-        [SCRIPT, "soak", "--duration", "20s", "--every", "1s", "--max-turns", "2", "--persona", "ravi",
-         "--db", str(tmp_path / "soak.db"), "--metrics-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline and soaking.poll() is None, "no tick counted on /metrics"
-            try:
-                metrics = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except httpx2.TransportError:
-                metrics = ""
-            if 'persona_runner_ticks_total{status="ok"}' in metrics:
-                break
-            time.sleep(0.2)
-        health = httpx2.get(f"http://127.0.0.1:{port}/health", timeout=2)
-        assert health.status_code == 200 and health.json()["status"] == "ok"
-        assert 'persona_runner_tool_calls_total{result="ok",tool="' in metrics
-    finally:
-        soaking.send_signal(signal.SIGTERM)
-        soaking.communicate(timeout=60)
-    assert soaking.returncode == 0

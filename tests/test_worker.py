@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,25 +19,32 @@ from persona_runner.catalog import load_catalog
 from persona_runner.run.runner import RunSettings
 from persona_runner.run.worker import RECOVER_SECONDS, SCHEDULE_SECONDS, WorkerSettings
 from tests.cli_helpers import cli, one_line_error, served_product
-from tests.worker_helpers import ONCE, SCHEDULE_ROUND, seeded, ticks, wait_for, workers, write_catalog
+from tests.worker_helpers import ONCE, seeded, ticks, wait_for, workers, write_catalog
 
 pytestmark = pytest.mark.postgres
 
 
-def test_three_workers_tick_thirty_due_personas_exactly_once_each(tmp_path: Path, pg_url: str) -> None:
-    catalog = write_catalog(tmp_path, 30)
+@pytest.fixture(scope="module")
+def fleet_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One served product for the module, with thirty personas seeded once: (its URL, their catalog)."""
+    where = tmp_path_factory.mktemp("fleet")
+    catalog = write_catalog(where, 30)
+    with served_product(where) as (url, _):
+        seeded(url, catalog, str(where / "seeding.db"))
+        yield url, catalog
+
+
+def test_three_workers_tick_thirty_due_personas_exactly_once_each(fleet_product: tuple[str, Path], pg_url: str) -> None:
+    url, catalog = fleet_product
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
-    with served_product(tmp_path) as (url, _):
-        seeded(url, catalog, pg_url)
-        queued = cli("schedule", *common)
-        assert queued.returncode == 0, queued.stderr
-        assert queued.stdout.startswith("queued 30 due personas for run fleet-workers")
-        again = cli("schedule", *common)  # a second scheduler sees the same slots: nothing is queued twice
-        assert "queued 0 due personas" in again.stdout and "30 were already waiting" in again.stdout
-        with workers(3, "--target", url, "--concurrency", "4", *common):
-            wait_for("30 finished ticks", lambda: sum(t["status"] != "running" for t in ticks(pg_url)) >= 30)
-            time.sleep(SCHEDULE_ROUND)  # a scheduling round of the workers' own comes and goes
-            status = cli("status", *common, "--format", "json")
+    queued = cli("schedule", *common)
+    assert queued.returncode == 0, queued.stderr
+    assert queued.stdout.startswith("queued 30 due personas for run fleet-workers")
+    again = cli("schedule", *common)  # a second scheduler sees the same slots: nothing is queued twice
+    assert "queued 0 due personas" in again.stdout and "30 were already waiting" in again.stdout
+    with workers(3, "--target", url, "--concurrency", "4", *common):
+        wait_for("30 finished ticks", lambda: sum(t["status"] != "running" for t in ticks(pg_url)) >= 30)
+        status = cli("status", *common, "--format", "json")
     played = ticks(pg_url)
     assert len(played) == 30
     assert sorted(t["persona_name"] for t in played) == sorted(p.name for p in load_catalog(catalog).personas)
@@ -49,22 +57,21 @@ def test_three_workers_tick_thirty_due_personas_exactly_once_each(tmp_path: Path
     assert seen["in_flight"] == [] and seen["queued"] == [] and seen["due"] == []
 
 
-def test_pause_holds_every_worker_until_resume(tmp_path: Path, pg_url: str) -> None:
-    catalog = write_catalog(tmp_path, 2)
+def test_pause_holds_every_worker_until_resume(fleet_product: tuple[str, Path], pg_url: str) -> None:
+    url, catalog = fleet_product
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
-    with served_product(tmp_path) as (url, _):
-        seeded(url, catalog, pg_url)
-        held = cli("pause", "--db", pg_url, "--reason", "deploying 1.4")
-        assert held.returncode == 0 and "workers paused since" in held.stdout and "(deploying 1.4)" in held.stdout
-        assert cli("schedule", *common).returncode == 0
-        with workers(1, "--target", url, *common):
-            time.sleep(4)
-            assert ticks(pg_url) == []
-            status = cli("status", *common)
-            assert "PAUSED by" in status.stdout and "(deploying 1.4)" in status.stdout
-            assert "queued: 2" in status.stdout
-            assert cli("resume", "--db", pg_url).stdout.strip() == "workers resumed"
-            wait_for("both personas ticked", lambda: sum(t["status"] == "ok" for t in ticks(pg_url)) == 2, 30)
+    two = ("--persona", "maya-0", "--persona", "ravi-0")
+    held = cli("pause", "--db", pg_url, "--reason", "deploying 1.4")
+    assert held.returncode == 0 and "workers paused since" in held.stdout and "(deploying 1.4)" in held.stdout
+    assert cli("schedule", *common, *two).returncode == 0
+    with workers(1, "--target", url, *common, *two):
+        time.sleep(4)
+        assert ticks(pg_url) == []
+        status = cli("status", *common)
+        assert "PAUSED by" in status.stdout and "(deploying 1.4)" in status.stdout
+        assert "queued: 2: maya-0, ravi-0" in status.stdout
+        assert cli("resume", "--db", pg_url).stdout.strip() == "workers resumed"
+        wait_for("both personas ticked", lambda: sum(t["status"] == "ok" for t in ticks(pg_url)) == 2, 30)
     assert cli("resume", "--db", pg_url).stdout.strip() == "workers were not paused"
 
 

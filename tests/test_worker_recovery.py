@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -19,6 +20,7 @@ from tests.worker_helpers import (
     ONCE,
     STALLED,
     actions_of,
+    calls_streamed,
     seeded,
     slow_product_flags,
     ticks,
@@ -29,31 +31,39 @@ from tests.worker_helpers import (
 
 pytestmark = pytest.mark.postgres
 
+
+@pytest.fixture(scope="module")
+def slow_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One served product for the module, every tool taking 400 ms, one persona seeded: (its URL, its catalog).
+    Each test has a store of its own, so the persona's ticks there start from nothing."""
+    where = tmp_path_factory.mktemp("slow")
+    catalog = write_catalog(where, 1)
+    with served_product(where, *slow_product_flags()) as (url, _):
+        seeded(url, catalog, str(where / "seeding.db"))
+        yield url, catalog
+
+
 #: Six calls of 400 ms: long enough to be killed in the middle of, short enough to play again quickly.
 SHORT_DAY = ("--max-turns", "6")
 
 
 @pytest.mark.parametrize("queued_again", [False, True], ids=["alone", "queued-again-meanwhile"])
 def test_a_worker_killed_mid_tick_leaves_it_interrupted_and_another_worker_plays_the_slot(
-    tmp_path: Path, pg_url: str, queued_again: bool
+    slow_product: tuple[str, Path], pg_url: str, queued_again: bool
 ) -> None:
     """Killed outright, the worker stops beating; its job goes back to the queue and another worker plays
     the slot. When a scheduler queued the slot again while the job was taken, that job plays it instead."""
-    catalog = write_catalog(tmp_path, 1)
+    url, catalog = slow_product
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
-    with served_product(tmp_path, *slow_product_flags()) as (url, _):
-        seeded(url, catalog, pg_url)
-        assert cli("schedule", *common).returncode == 0
-        with workers(1, "--target", url, *STALLED, *SHORT_DAY, *common) as [doomed]:
-            wait_for(
-                "a tick with calls on record", lambda: any(actions_of(pg_url, t["tick_id"]) >= 2 for t in ticks(pg_url))
-            )
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
-        if queued_again:
-            anyio.run(defer_waiting_again, pg_url, "maya-0")
-        with workers(1, "--target", url, *STALLED, *SHORT_DAY, *common):
-            wait_for("the slot played to the end", lambda: any(t["status"] == "ok" for t in ticks(pg_url)), 120)
+    assert cli("schedule", *common).returncode == 0
+    with workers(1, "--target", url, *STALLED, *SHORT_DAY, *common) as [doomed]:
+        wait_for("a tick with calls on record", lambda: calls_streamed(pg_url) >= 2)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    if queued_again:
+        anyio.run(defer_waiting_again, pg_url, "maya-0")
+    with workers(1, "--target", url, *STALLED, *SHORT_DAY, *common):
+        wait_for("the slot played to the end", lambda: any(t["status"] == "ok" for t in ticks(pg_url)), 120)
     cut, finished = ticks(pg_url)
     assert (cut["status"], finished["status"]) == ("interrupted", "ok")
     assert cut["slot"] == finished["slot"] == "first"
@@ -70,20 +80,20 @@ async def defer_waiting_again(db: str, persona: str) -> None:
         await defer_tick(app, fleet_run_id(None), persona, FIRST_SLOT)
 
 
-def test_sigterm_records_the_tick_in_flight_as_aborted_and_the_worker_exits_0(tmp_path: Path, pg_url: str) -> None:
-    catalog = write_catalog(tmp_path, 1)
+def test_sigterm_records_the_tick_in_flight_as_aborted_and_the_worker_exits_0(
+    slow_product: tuple[str, Path], pg_url: str
+) -> None:
+    url, catalog = slow_product
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
-    with served_product(tmp_path, *slow_product_flags()) as (url, _):
-        seeded(url, catalog, pg_url)
-        assert cli("schedule", *common).returncode == 0
-        with workers(1, "--target", url, "--grace", "1s", *common) as [worker]:
-            wait_for("a tick in flight", lambda: any(t["status"] == "running" for t in ticks(pg_url)))
-            asked = time.monotonic()
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
-            took = time.monotonic() - asked
-        assert worker.returncode == 0
-        status = cli("status", *common, "--format", "json")
+    assert cli("schedule", *common).returncode == 0
+    with workers(1, "--target", url, "--grace", "1s", *common) as [worker]:
+        wait_for("a tick in flight", lambda: any(t["status"] == "running" for t in ticks(pg_url)))
+        asked = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        took = time.monotonic() - asked
+    assert worker.returncode == 0
+    status = cli("status", *common, "--format", "json")
     assert took < 1 + 5
     [cut] = ticks(pg_url)
     assert cut["status"] == "aborted" and cut["slot"] == "first"

@@ -18,9 +18,7 @@ from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli
 #: Long enough that no persona falls due twice while a test runs: each has one slot, "first".
 ONCE = ("--every", "1h")
 #: A worker silent this long in the queue is taken for dead (30 s outside tests).
-STALLED = ("--stalled-after", "3s")
-#: The workers look for due personas every 10 s.
-SCHEDULE_ROUND = 11
+STALLED = ("--stalled-after", "2s")
 
 
 def write_catalog(tmp_path: Path, size: int) -> Path:
