@@ -115,9 +115,11 @@ def overlap(spans: list[tuple[datetime, datetime]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in pairwise(ordered))
 
 
-#: How late a due tick may start on a busy machine (its previous one's end is written first, and twenty
-#: personas share two cores with the product): within one interval, so no due tick is ever skipped.
-LATENESS = EVERY
+#: How late a due tick may start on a busy machine: the previous tick's end is written to the store first,
+#: and twenty personas writing to one SQLite file on two cores shared with the product (and, in CI, with the
+#: other tests) wait their turn for seconds. Two intervals: a persona held back by a batch or never ticked
+#: again is still caught.
+LATENESS = 2 * EVERY
 
 
 def assert_on_cadence(name: str, ticked: list[tuple[datetime, datetime]], every: timedelta, ends_at: datetime) -> None:
