@@ -126,8 +126,10 @@ async def enqueue_due(
 ) -> Enqueued:
     """Queue a tick job for each persona due now, in its slot; a slot already waiting is left as it is, and
     a persona whose job a worker has taken is left to it (its tick may not be on record yet)."""
-    taken = {str(job.task_kwargs["persona"]) for job in await _jobs(app, run_id, Status.DOING)}
     slots = await anyio.to_thread.run_sync(due_now, store, personas, every, utcnow())
+    # Read last, next to the deferring: a job taken between the two reads would be queued again. (One taken in
+    # the moment of a deferral still can be: its duplicate finds the slot played and ends without a tick.)
+    taken = {str(job.task_kwargs["persona"]) for job in await _jobs(app, run_id, Status.DOING)}
     done = Enqueued(added=[], waiting=[])
     for due in slots:
         name = due.persona.name
