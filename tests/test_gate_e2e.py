@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli_helpers import cli
 
-RUN = ("--seed", "11", "--date", "2026-11-20", "--max-turns", "30")
+RUN = ("--seed", "11", "--date", "2026-11-20", "--max-turns", "15")
 
 
 @pytest.fixture(scope="module")
