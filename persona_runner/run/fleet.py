@@ -29,11 +29,11 @@ from sqlmodel import Session, col
 from persona_runner.catalog import PersonaSpec
 from persona_runner.run.cadence import CUT_SHORT, HISTORY_DEPTH, NextDue, next_due
 from persona_runner.run.owner import this_process
-from persona_runner.run.reaper import mark_interrupted, reap_interrupted
+from persona_runner.run.reaper import mark_interrupted
 from persona_runner.run.runner import RunSettings
 from persona_runner.store.models import TICK_RUNNING, Run, Tick, WorkerPause, utcnow
 from persona_runner.store.retry import retrying
-from persona_runner.store.views import activity, recent_ticks
+from persona_runner.store.views import persona_ids, recent_ticks
 
 #: The label of a fleet whose workers were given none.
 DEFAULT_LABEL = "workers"
@@ -99,7 +99,7 @@ def next_dues(
     store: Engine, personas: Sequence[PersonaSpec], every: timedelta | None, now: datetime
 ) -> list[tuple[PersonaSpec, NextDue]]:
     """When each persona is next due, by its recent ticks in any run."""
-    ids = {row.persona.name: row.persona.user_id for row in activity(store, [p.name for p in personas])}
+    ids = persona_ids(store, [p.name for p in personas])
     history = recent_ticks(store, list(ids.values()), HISTORY_DEPTH)
     return [
         (persona, next_due(persona.tick_cadence, history.get(ids.get(persona.name, ""), []), now, every=every))
@@ -113,14 +113,13 @@ def due_now(store: Engine, personas: Sequence[PersonaSpec], every: timedelta | N
     return sorted(slots, key=lambda slot: slot.due.since or now)
 
 
-def claim_slot(store: Engine, run_id: str, persona: str, slot: str, now: datetime) -> int | None:
+def claim_slot(store: Engine, run_id: str, persona: str, slot: str) -> int | None:
     """The number of the tick that plays `persona`'s `slot` in the run, or None when the slot was played.
 
     Called under the queue's lock on the persona, so no other tick of it starts meanwhile. A tick of
-    the slot still `running` is first reaped when its process is known gone (see `reaper`); if it is
-    not, its process may still be playing it, and the slot counts as played.
+    the slot still `running` counts as played: its process may be playing it, and if it died, the
+    recovery marks the tick `interrupted` (`interrupt_slot`) before the slot's job runs again.
     """
-    reap_interrupted(store, now)
     with Session(store) as session:
         statuses = list(
             session.scalars(

@@ -42,7 +42,7 @@ from persona_runner.run.runner import (
 from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import utcnow
-from persona_runner.store.views import activity, recent_ticks
+from persona_runner.store.views import persona_ids, recent_ticks
 
 
 def tick_seed(run_seed: int, persona: str, number: int) -> int:
@@ -252,5 +252,5 @@ def _seconds_until(moment: datetime | None, now: datetime) -> float:
 
 def _history(store: Engine, names: list[str]) -> dict[str, list[PastTick]]:
     """The recent ticks of the personas called `names`, by name, as the store holds them from earlier runs."""
-    ids = {row.persona.user_id: row.persona.name for row in activity(store, names)}
-    return {ids[user_id]: ticks for user_id, ticks in recent_ticks(store, list(ids), HISTORY_DEPTH).items()}
+    names_of = {user_id: name for name, user_id in persona_ids(store, names).items()}
+    return {names_of[user_id]: ticks for user_id, ticks in recent_ticks(store, list(names_of), HISTORY_DEPTH).items()}

@@ -191,7 +191,7 @@ class Fleet:
         if spec is None:
             raise LookupError(f"persona {persona!r} is not in this worker's catalog: give every worker the same one")
         now = utcnow()
-        number = await anyio.to_thread.run_sync(claim_slot, self.store, self.run.run_id, persona, slot, now)
+        number = await anyio.to_thread.run_sync(claim_slot, self.store, self.run.run_id, persona, slot)
         if number is None:
             logger.info("%s: slot %s was already played", persona, slot)
             return

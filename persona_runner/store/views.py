@@ -67,6 +67,14 @@ def activity(engine: Engine, names: list[str] | None = None) -> list[PersonaActi
     return [PersonaActivity(p, *counts.get(p.user_id, (0, 0)), ratings=ratings.get(p.user_id, {})) for p in personas]
 
 
+def persona_ids(engine: Engine, names: Sequence[str]) -> dict[str, str]:
+    """The store's id of each persona called `names` that it knows, by name: what the due rule needs to read their
+    ticks, without the week of activity `activity` adds up."""
+    with Session(engine) as session:
+        rows = session.execute(select(col(Persona.name), col(Persona.user_id)).where(col(Persona.name).in_(names)))
+        return {name: user_id for name, user_id in rows}
+
+
 def recent_ticks(engine: Engine, persona_ids: Sequence[str], depth: int) -> dict[str, list[tuple[datetime, str]]]:
     """The (started_at, status) of each persona's `depth` latest ticks, newest first; a persona without ticks is absent.
 
