@@ -52,9 +52,12 @@ def retrying(write: Callable[[], T]) -> T:
         try:
             return write()
         except SQLAlchemyError as exc:
-            wait = pause * random.uniform(0.5, 1.5)
-            if not is_transient(exc) or time.monotonic() + wait > give_up_at:
+            left = give_up_at - time.monotonic()
+            if not is_transient(exc) or left <= 0:
                 raise
+            # The last pause is cut to end at the limit, for one more try then: a store back just before the limit
+            # is not given up on, and giving up never comes much before it.
+            wait = min(pause * random.uniform(0.5, 1.5), left)
             logger.debug("results store unavailable, trying again in %.2f s: %s", wait, exc)
             time.sleep(wait)
             pause = min(pause * 2, LONGEST_PAUSE_SECONDS)
