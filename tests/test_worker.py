@@ -8,16 +8,23 @@ Each persona ticks once per due slot however many workers and schedulers there a
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from persona_runner.catalog import load_catalog
+from persona_runner.run.fleet import ensure_fleet_run
 from persona_runner.run.runner import RunSettings
 from persona_runner.run.worker import RECOVER_SECONDS, SCHEDULE_SECONDS, WorkerSettings
+from persona_runner.store.db import open_store
+from persona_runner.store.models import Run
 from tests.cli_helpers import cli, one_line_error, served_product
 from tests.worker_helpers import ONCE, seeded, ticks, wait_for, workers, write_catalog
 
@@ -109,3 +116,23 @@ def test_workers_look_for_due_personas_and_silent_workers_often_enough() -> None
     assert looks(timedelta(seconds=9))[0] == 4  # half the interval late at most, on a regular beat
     assert looks(timedelta(seconds=2))[0] == looks(timedelta(milliseconds=500))[0] == 1
     assert looks(stalled_after=12)[1] == 4 and looks(stalled_after=3)[1] == 1
+
+
+def test_workers_starting_together_join_one_fleet_run(tmp_path: Path, pg_url: str) -> None:
+    personas = load_catalog(write_catalog(tmp_path, 2)).personas
+    settings = RunSettings(target="http://127.0.0.1:1", driver="scripted", label="together")
+    store = open_store(pg_url)
+    starting = threading.Barrier(8)
+
+    def start() -> str:
+        starting.wait()
+        return ensure_fleet_run(store, settings, personas, None).run_id
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            joined = list(pool.map(lambda _: start(), range(8)))
+        with Session(store) as session:
+            assert session.exec(select(func.count()).select_from(Run)).one() == 1
+    finally:
+        store.dispose()
+    assert joined == ["fleet-together"] * 8

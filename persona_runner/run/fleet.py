@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from persona_runner.catalog import PersonaSpec
@@ -50,15 +51,31 @@ def fleet_run_id(label: str | None) -> str:
 def ensure_fleet_run(
     store: Engine, settings: RunSettings, personas: Sequence[PersonaSpec], every: timedelta | None
 ) -> Run:
-    """The fleet's run, on record from the first worker of its label to start; later workers join it as it is."""
+    """The fleet's run, on record from the first worker of its label to start; later workers join it as it is.
+    Workers started together race to write it: the ones that lose read what the winner wrote."""
     run_id = fleet_run_id(settings.label)
 
-    def write() -> Run:
-        with Session(store) as session, session.begin():
+    def read() -> Run | None:
+        with Session(store) as session:
             existing = session.get(Run, run_id)
             if existing is not None:
                 session.expunge(existing)
-                return existing
+            return existing
+
+    def write() -> Run:
+        existing = read()
+        if existing is not None:
+            return existing
+        try:
+            return insert()
+        except IntegrityError:
+            joined = read()
+            if joined is None:
+                raise
+            return joined
+
+    def insert() -> Run:
+        with Session(store) as session, session.begin():
             run = Run(
                 run_id=run_id,
                 label=settings.label or DEFAULT_LABEL,
