@@ -75,6 +75,11 @@ COMMANDS = (
         "Exit 0 pass, 1 fail, 2 usage error.",
     ),
     LazyCommand(
+        "replay",
+        "persona_runner.commands.replay:replay",
+        "Live a recorded day again on a product (default: a fresh embedded one) and compare, call by call.",
+    ),
+    LazyCommand(
         "catalog",
         "persona_runner.commands.catalog:catalog_app",
         "Check and list the personas in catalog.json.",

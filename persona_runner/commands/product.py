@@ -41,7 +41,7 @@ EMBEDDED_SHUTDOWN_GRACE = 1.0
 
 
 @contextmanager
-def embedded_product(faults: list[str], delays: list[str], id_seed: int) -> Iterator[tuple[str, str]]:
+def embedded_product(faults: list[str], delays: list[str], id_seed: int | None) -> Iterator[tuple[str, str]]:
     """A fresh reference product on a free loopback port, with a throwaway database and admin
     token, handing out ids seeded like the run so the same seed repeats the same calls."""
     admin_token = secrets.token_urlsafe(24)

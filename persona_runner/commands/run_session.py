@@ -52,6 +52,7 @@ class RunPlan:
             label=self.label,
             repeat=self.repeat,
             injected=self.injected,
+            cassette=str(self.drivers.cassette.path.resolve()) if self.drivers.cassette else None,
             **({"tick_date": self.tick_date} if self.tick_date else {}),
         )
 

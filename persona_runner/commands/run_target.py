@@ -26,9 +26,10 @@ class Target:
 
 @contextmanager
 def prepared_target(
-    url: str | None, admin_token: str | None, faults: list[str], delays: list[str], id_seed: int
+    url: str | None, admin_token: str | None, faults: list[str], delays: list[str], id_seed: int | None
 ) -> Iterator[Target]:
-    """--target as named; without one, a fresh reference product that runs until the block ends."""
+    """--target as named; without one, a fresh reference product that runs until the block ends, handing out
+    ids seeded by `id_seed` (None: random ids)."""
     if url:
         yield Target(url, admin_token, embedded=False)
         return

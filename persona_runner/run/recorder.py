@@ -38,10 +38,13 @@ from persona_runner.store.models import (
     utcnow,
 )
 from persona_runner.store.retry import retrying
-from persona_runner.util.canonical import input_hash
+from persona_runner.util.canonical import canonical_json, input_hash
 from persona_runner.util.text import truncate
 
 EXCERPT_LIMIT = 2000
+#: Characters of canonical JSON up to which a call's structured result is kept whole in the transcript: the ids a
+#: replay rebinds are found by their place in it. A larger result keeps only its excerpt.
+STRUCTURED_LIMIT = 16_000
 #: Rows in one INSERT: a batch of many ticks' calls stays under every database's limit on bound parameters.
 ROWS_PER_INSERT = 1000
 T = TypeVar("T")
@@ -82,8 +85,17 @@ class RecordedCall:
             "latency_ms": round(o.latency_ms, 3),
             "error": o.error,
             "result_excerpt": truncate(excerpt, EXCERPT_LIMIT),
+            "structured": self._structured_kept(),
             "at": self.at.isoformat(),
         }
+
+    def _structured_kept(self) -> dict[str, Any] | None:
+        structured = self.outcome.structured
+        try:
+            fits = structured is not None and len(canonical_json(structured)) <= STRUCTURED_LIMIT
+        except ValueError:  # NaN or infinity, which JSON cannot carry
+            fits = False
+        return structured if fits else None
 
 
 @dataclass

@@ -56,6 +56,9 @@ class RunSettings:
     #: The --fault and --delay flags the embedded product was started with: recorded, so no report mistakes
     #: errors asked for with errors found.
     injected: tuple[str, ...] = ()
+    #: The cassette the LLM drivers recorded to or replayed from: a `replay --mode driver` of a tick plays
+    #: the model's answers from it.
+    cassette: str | None = None
 
     def days(self) -> list[date]:
         return [self.tick_date + timedelta(days=day) for day in range(self.repeat)]
@@ -143,6 +146,7 @@ async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[Per
         config={
             **config,
             **({"injected": list(settings.injected)} if settings.injected else {}),
+            **({"cassette": settings.cassette} if settings.cassette else {}),
             "max_turns": settings.max_turns,
             "timeout": settings.timeout,
             "personas": [p.name for p in personas],
