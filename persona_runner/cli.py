@@ -94,6 +94,11 @@ COMMANDS = (
         "persona_runner.commands.runs:runs_app",
         "Recorded runs: list them to pick ids, export one as a gate baseline.",
     ),
+    LazyCommand(
+        "ticks",
+        "persona_runner.commands.ticks:ticks_app",
+        "Recorded ticks: list them to pick one, show one as the persona lived it (text, HTML or JSON).",
+    ),
 )
 
 

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
-from persona_runner.commands.atomic_files import write_atomic
+from persona_runner.commands.atomic_files import write_all_atomic, write_atomic
 from persona_runner.commands.options import DbOption, store_from
 from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.html import render_html
 from persona_runner.reporting.markdown import render_markdown
 from persona_runner.reporting.model import Report
+from persona_runner.reporting.tick_pages import pages_folder, tick_pages
 from persona_runner.util.errors import UserError
 
 REPORTS_DIR = Path("reports")
@@ -60,11 +61,21 @@ def parse_since(text: str) -> timedelta:
 def report(
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Time window ending now: 30m, 24h, 7d, 2w. Default: 7d.", show_default=False),
+        typer.Option(
+            "--since",
+            metavar="DURATION",
+            help="Time window ending now: 30m, 24h, 7d, 2w. Default: 7d.",
+            show_default=False,
+        ),
     ] = None,
     run: Annotated[
         list[str] | None,
-        typer.Option("--run", help="Report on this run (repeatable) instead of a time window.", show_default=False),
+        typer.Option(
+            "--run",
+            metavar="RUN_ID",
+            help="Report on this run (repeatable) instead of a time window.",
+            show_default=False,
+        ),
     ] = None,
     output_format: Annotated[
         Format,
@@ -74,17 +85,22 @@ def report(
         Path | None,
         typer.Option(
             "--out",
+            metavar="PATH",
             help="Output file. Default: reports/<UTC timestamp>.<format>, also copied to reports/latest.<format>.",
             show_default=False,
         ),
     ] = None,
     label: Annotated[
         str | None,
-        typer.Option("--label", help="Only the runs of this label (a window only).", show_default=False),
+        typer.Option(
+            "--label", metavar="TEXT", help="Only the runs of this label (a window only).", show_default=False
+        ),
     ] = None,
     target_url: Annotated[
         str | None,
-        typer.Option("--target", help="Only the runs against this target URL (a window only).", show_default=False),
+        typer.Option(
+            "--target", metavar="URL", help="Only the runs against this target URL (a window only).", show_default=False
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -109,16 +125,24 @@ def report(
     else:
         scope = window_scope(window, run_label=label, target=target_url)
     result = build_report(engine, scope)
-    text = RENDERERS[output_format](result)
     suffix = output_format.value
     target = out or REPORTS_DIR / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{suffix}"
-    write_atomic(target, text)
+    pages: list[tuple[Path, str]] = []
+    if output_format is Format.html and out is not None:
+        # A report written where the user asked has its ticks' pages beside it; the dated reports of
+        # reports/ do not, or each would leave a folder behind.
+        links, pages = tick_pages(engine, result, out)
+        text = render_html(result, links)
+    else:
+        text = RENDERERS[output_format](result)
+    write_all_atomic([(target, text), *pages])
+    beside = f" and {len(pages)} tick page{'s' if len(pages) != 1 else ''} in {pages_folder(target)}" if pages else ""
     if out is None:
         latest = REPORTS_DIR / f"latest.{suffix}"
         write_atomic(latest, text)
-        typer.echo(f"wrote {target} (and {latest})")
+        typer.echo(f"wrote {target} (and {latest}){beside}")
     else:
-        typer.echo(f"wrote {target}")
+        typer.echo(f"wrote {target}{beside}")
     if result.mixes_injected_runs:
         typer.echo(
             "note: this report mixes runs with injected faults and runs without; keep to one kind with --label,"

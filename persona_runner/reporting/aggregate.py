@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from persona_runner.domain import module_of_tool
 from persona_runner.reporting.failures import failure_groups
 from persona_runner.reporting.gate import Thresholds, what_changed
+from persona_runner.reporting.look_at import store_argument, ticks_to_look_at
 from persona_runner.reporting.model import (
     ErrorCount,
     ModuleReport,
@@ -570,6 +571,7 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         previous = previous_scope(conn, scope) if compare else None
         failures = failure_groups(conn, scope)
         runs = _runs_covered(conn, scope)
+        look_at = ticks_to_look_at(conn, scope, store_argument(engine))
     report = Report(
         generated_at=datetime.now(UTC),
         store=store_name(engine),
@@ -589,6 +591,7 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         personas=personas,
         failures=failures,
         runs=runs,
+        look_at=look_at,
     )
     if previous:
         # The previous scope's full report, so "what changed" is the gate's verdict on the two.

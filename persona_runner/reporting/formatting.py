@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from persona_runner.reporting.model import RatingStats, Reliability, Report
+from persona_runner.reporting.model import FAILED_TICK_STATUSES, RatingStats, Reliability, Report, TickToLookAt
 
 
 def percent(rate: float | None) -> str:
@@ -61,3 +61,14 @@ def runs_covered(report: Report) -> str | None:
         named.append(f"{run.run_id}{label}{injected}")
     more = f" and {len(report.runs) - RUNS_NAMED} more" if len(report.runs) > RUNS_NAMED else ""
     return f"Covers {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}: {', '.join(named)}{more}."
+
+
+def look_at_why(tick: TickToLookAt) -> str:
+    """ "failed", "rated notes 2/5, todo 1/5": why a report sends its reader to a tick, in a few words.
+
+    The reason and the notes themselves are the report's already (its failures and its notes) and the tick's page.
+    """
+    reasons = [tick.status] if tick.status in FAILED_TICK_STATUSES else []
+    if tick.low_ratings:
+        reasons.append("rated " + ", ".join(f"{low.module} {low.rating}/5" for low in tick.low_ratings))
+    return "; ".join(reasons)

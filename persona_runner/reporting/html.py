@@ -10,11 +10,20 @@ the product may say anything.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
 from typing import Literal
 
 from persona_runner.reporting.failures import comparison_caveat, headline
-from persona_runner.reporting.formatting import MIXED_RUNS, milliseconds, percent, rating_text, runs_covered
+from persona_runner.reporting.formatting import (
+    MIXED_RUNS,
+    look_at_why,
+    milliseconds,
+    percent,
+    rating_text,
+    runs_covered,
+    utc_minute,
+)
 from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
 from persona_runner.reporting.svg import latency_chart, trend_chart
@@ -56,14 +65,20 @@ SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 HEADLINE_FAILURES = 3
 
 
-def _anchor(module: str) -> str:
-    """The id of a module's section: readable for ordinary names, and distinct for distinct names.
+def safe_name(text: str) -> str:
+    """`text` as an id or a file name: readable for ordinary names, and distinct for distinct texts.
 
     Every character outside a-z, 0-9, "." and "-" is written as its code
-    point between underscores (`a_b` -> `a_5f_b`, `Todo` -> `_54_odo`), and
-    no other id of the page starts with "module-".
+    point between underscores (`a_b` -> `a_5f_b`, `Todo` -> `_54_odo`, `/` ->
+    `_2f_`): no upper case for a file system that ignores case to fold, no
+    separator to climb out of a folder.
     """
-    return "module-" + re.sub(r"[^a-z0-9.-]", lambda match: f"_{ord(match[0]):x}_", module)
+    return re.sub(r"[^a-z0-9.-]", lambda match: f"_{ord(match[0]):x}_", text)
+
+
+def _anchor(module: str) -> str:
+    """The id of a module's section (no other id of the page starts with "module-")."""
+    return "module-" + safe_name(module)
 
 
 def _rating_colour(mean: float | None) -> str:
@@ -153,7 +168,13 @@ def _summary(report: Report) -> str:
     return f'<section id="summary"><h2>Summary</h2><ul class="cards">{items}</ul></section>'
 
 
-def _failures(report: Report) -> str:
+def _tick_ref(tick_id: str, pages: Mapping[str, str]) -> str:
+    """A tick id as code, linked to its page when one was written beside the report."""
+    code = f"<code>{escape(tick_id)}</code>"
+    return f'<a href="{escape(pages[tick_id])}">{code}</a>' if tick_id in pages else code
+
+
+def _failures(report: Report, pages: Mapping[str, str]) -> str:
     """The ticks that did not finish, first on the page: one line naming the commonest reasons, then a table."""
     if not report.failures:
         return ""
@@ -164,7 +185,7 @@ def _failures(report: Report) -> str:
     more = len(report.failures) - HEADLINE_FAILURES
     rows = [
         f"<tr>{_td(group.status, numeric=False)}{_td(group.reason, numeric=False)}"
-        f"<td>{', '.join(f'<code>{escape(tick)}</code>' for tick in group.tick_ids)}</td>{_td(str(group.count))}</tr>"
+        f"<td>{', '.join(_tick_ref(tick, pages) for tick in group.tick_ids)}</td>{_td(str(group.count))}</tr>"
         for group in report.failures
     ]
     return (
@@ -263,6 +284,20 @@ def _grid_cell(stats: RatingStats | None) -> str:
     return f'<td class="num" style="background:{_rating_colour(stats.mean)}" title="n={stats.n}">{stats.mean:.1f}</td>'
 
 
+def _look_at(report: Report, pages: Mapping[str, str]) -> str:
+    """Each tick that did not finish or rated a module 1 or 2: why, and the command (or the page) that shows its day."""
+    look_at = report.look_at
+    if not look_at.ticks:
+        return ""
+    items = "".join(
+        f"<li>{_tick_ref(tick.tick_id, pages)} {escape(tick.persona)}, {escape(utc_minute(tick.started_at))} UTC: "
+        f"{escape(look_at_why(tick))}<br><code>{escape(tick.command)}</code></li>"
+        for tick in look_at.ticks
+    )
+    more = f"<p>…and {look_at.left_out} more.</p>" if look_at.left_out else ""
+    return f'<section id="look-at"><h2>Ticks to look at</h2><ul>{items}</ul>{more}</section>'
+
+
 def _persona_row(persona: PersonaReport) -> str:
     rate = error_rate(persona.calls, persona.errors)
     figures = (str(persona.ticks), str(persona.calls), str(persona.errors), percent(rate))
@@ -284,18 +319,26 @@ def _grid(report: Report) -> str:
     return f'<section id="grid"><h2>Persona × module ratings</h2>{_table(["Persona", *modules], rows)}</section>'
 
 
-def render_html(report: Report) -> str:
-    """The whole report as one HTML document."""
-    title = f"Persona feedback: {report.scope.label}"
-    articles = "".join(_module_article(module, report.trend_by) for module in report.modules)
-    details = articles or "<p>No modules in this scope.</p>"
+def page(title: str, meta: str, main: str, css: str = "") -> str:
+    """One self-contained HTML document in the house style (and `css`): a title, a line of HTML under it, the body."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f'<header><h1>{escape(title)}</h1><p class="meta">'
-        f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}</p></header>"
-        f"<main>{_runs_covered(report)}{_failures(report)}{_changes(report)}{_summary(report)}{_modules(report)}"
+        f"<title>{escape(title)}</title><style>{CSS}{css}</style></head><body>"
+        f'<header><h1>{escape(title)}</h1><p class="meta">{meta}</p></header>'
+        f"<main>{main}</main></body></html>\n"
+    )
+
+
+def render_html(report: Report, tick_pages: Mapping[str, str] | None = None) -> str:
+    """The whole report as one HTML document; `tick_pages` links ticks to their pages (tick id -> relative URL)."""
+    articles = "".join(_module_article(module, report.trend_by) for module in report.modules)
+    details = articles or "<p>No modules in this scope.</p>"
+    pages = tick_pages or {}
+    return page(
+        f"Persona feedback: {report.scope.label}",
+        f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}",
+        f"{_runs_covered(report)}{_failures(report, pages)}{_changes(report)}{_summary(report)}{_modules(report)}"
         f'<section id="details"><h2>Module details</h2>{details}</section>'
-        f"{_personas(report)}{_grid(report)}</main></body></html>\n"
+        f"{_look_at(report, pages)}{_personas(report)}{_grid(report)}",
     )

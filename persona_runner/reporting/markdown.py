@@ -16,11 +16,13 @@ from collections.abc import Iterable, Sequence
 from persona_runner.reporting.failures import comparison_caveat, headline
 from persona_runner.reporting.formatting import (
     MIXED_RUNS,
+    look_at_why,
     milliseconds,
     pass_k_text,
     percent,
     rating_text,
     runs_covered,
+    utc_minute,
 )
 from persona_runner.reporting.model import ModuleReport, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
@@ -34,6 +36,8 @@ MAX_CELL = 160
 HEADLINE_FAILURES = 3
 MAX_FAILURES = 10
 HEADLINE_REASON = 80
+#: Ticks listed under "Ticks to look at"; the report model holds more, the HTML page lists them all.
+MAX_LOOK_AT = 20
 
 
 #: What would start an HTML tag, comment or entity, a link or an image, a code span (inside which an
@@ -52,15 +56,15 @@ def prose(text: str) -> str:
     return " ".join(text.split()).translate(_MARKUP)
 
 
-def code(text: str, *, in_table: bool = True) -> str:
-    """Text as an inline code span, for names.
+def code(text: str, *, in_table: bool = True, whole: bool = False) -> str:
+    """Text as an inline code span, for names, cut to a cell's length unless `whole` (a command must work as shown).
 
     HTML and Markdown inside a code span are shown, not rendered, so only a
     backtick could end the span early: the fence is one backtick longer than
     the longest run of them inside. A pipe still ends a table cell unless
     escaped, even there; outside a table the escape would show.
     """
-    flat = one_line(text, MAX_CELL)
+    flat = " ".join(text.split()) if whole else one_line(text, MAX_CELL)
     flat = flat.replace("|", "\\|") if in_table else flat
     fence = "`" * (1 + max(map(len, re.findall("`+", flat)), default=0))
     pad = " " if flat.startswith("`") or flat.endswith("`") else ""
@@ -139,6 +143,21 @@ def _module_details(report: Report) -> list[str]:
     return lines
 
 
+def _look_at(report: Report) -> list[str]:
+    """Each tick that did not finish or rated a module 1 or 2: why, and the command that shows its day."""
+    ticks = report.look_at.ticks
+    if not ticks:
+        return []
+    lines = [
+        f"- {cell(tick.persona)}, {utc_minute(tick.started_at)} UTC: {cell(look_at_why(tick))}"
+        f" {code(tick.command, in_table=False, whole=True)}"
+        for tick in ticks[:MAX_LOOK_AT]
+    ]
+    left_out = len(ticks) - MAX_LOOK_AT + report.look_at.left_out
+    more = [f"- _…and {left_out} more._"] if left_out > 0 else []
+    return ["### Ticks to look at", *lines, *more, ""]
+
+
 def _personas(report: Report) -> list[str]:
     modules = [module.module for module in report.modules]
     rows = (
@@ -199,6 +218,7 @@ def render_markdown(report: Report) -> str:
         "",
         "### Errors and lowest-rated notes",
         *(_module_details(report) or ["None recorded.", ""]),
+        *_look_at(report),
         "### Personas",
         *_personas(report),
         "",

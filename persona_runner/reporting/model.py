@@ -278,6 +278,35 @@ class FailureGroup(BaseModel):
     tick_ids: list[str]
 
 
+class LowRating(BaseModel):
+    """A module a tick rated 1 or 2, with the persona's note on why."""
+
+    module: str
+    rating: int
+    notes: str = ""
+
+
+class TickToLookAt(BaseModel):
+    """A tick a report sends its reader to: one that did not finish, or one that rated a module 1 or 2."""
+
+    tick_id: str
+    persona: str
+    started_at: datetime
+    status: str
+    #: Why the tick did not finish (the tick's own error), None when it did.
+    reason: str | None = None
+    low_ratings: list[LowRating] = []
+    #: The command that shows the day as the persona lived it, `--db` included when the store is not the default.
+    command: str
+
+
+class TicksToLookAt(BaseModel):
+    """The first ticks to look at (those that did not finish, then the newest), and how many more there are."""
+
+    ticks: list[TickToLookAt] = []
+    left_out: NonNegativeInt = 0
+
+
 class Totals(Counted):
     ticks: NonNegativeInt
     ratings: NonNegativeInt
@@ -305,6 +334,8 @@ class Report(BaseModel):
     failures: list[FailureGroup] = []
     #: The runs whose ticks the report covers, oldest first.
     runs: list[RunInfo] = []
+    #: Ticks that did not finish or rated a module 1 or 2, each with its `persona-runner ticks show` command.
+    look_at: TicksToLookAt = TicksToLookAt()
 
     @property
     def mixes_injected_runs(self) -> bool:
