@@ -628,3 +628,12 @@ def test_a_full_quarter_is_a_valid_range() -> None:
     spec = REGISTRY.get("calendar.list_events")
     assert spec is not None
     spec.input.model_validate({"start": "2026-07-01", "end": "2026-09-30"})
+
+
+@pytest.mark.parametrize(("tool", "base"), [("notes.create", {"title": "n"}), ("mood.log", {"score": 3})])
+def test_a_tag_list_is_limited_as_sent_not_after_repeats_are_removed(tool: str, base: dict[str, Any]) -> None:
+    spec = REGISTRY.get(tool)
+    assert spec is not None
+    with pytest.raises(ValidationError, match="at most 10 items"):
+        spec.input.model_validate({**base, "tags": ["a"] * 800_000})
+    assert spec.input.model_validate({**base, "tags": ["a"] * 10}).tags == ["a"]  # type: ignore[attr-defined]

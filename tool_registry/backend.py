@@ -2,9 +2,11 @@
 
 Isolation is the point of this file. Every module row carries the `space_id`
 it belongs to and the `created_by` user who wrote it; `Backend.run` refuses a
-caller who is not a member of the space before any module code runs, and the
-query helpers here (`in_space`, `get_in_space`) are the only way modules read
-rows, so no answer ever mixes two spaces.
+caller who is not a member of the space before any module code runs (asking
+the database unless the membership was just seen, see `MembershipCache`), and
+modules read rows through the query helpers here (`in_space`, `get_in_space`),
+or, for a hot listing built once, filter on `space_id` themselves, so no answer
+ever mixes two spaces.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from tool_registry import ids
 from tool_registry.db import ProductTable, serialize_writes, utcnow
-from tool_registry.identity import Membership
+from tool_registry.identity import is_member
+from tool_registry.membership import MembershipCache
 from tool_registry.spec import ToolContext, ToolError
 
 T = TypeVar("T")
@@ -149,11 +152,13 @@ class Backend:
 
     Database drivers here are blocking, so work runs off the event loop; each
     call commits before it returns, so the next call (from any session) reads
-    what this one wrote.
+    what this one wrote. Only a call that writes serializes with other writers
+    (`serialize_writes`); a read runs beside them.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, memberships: MembershipCache | None = None) -> None:
         self.engine = engine
+        self.memberships = memberships or MembershipCache()
 
     async def run(self, ctx: ToolContext, fn: Callable[[Session], T]) -> T:
         """Run `fn(session)` in one transaction, after checking the caller belongs to the space."""
@@ -161,10 +166,10 @@ class Backend:
 
     def _run_sync(self, ctx: ToolContext, fn: Callable[[Session], T]) -> T:
         with ids.scoped(ctx.space_id), Session(self.engine, expire_on_commit=False) as session, session.begin():
-            serialize_writes(session)
-            member = session.exec(
-                select(Membership.id).where(Membership.space_id == ctx.space_id, Membership.user_id == ctx.user_id)
-            ).first()
-            if member is None:
-                raise ToolError(f"you are not a member of space {ctx.space_id}")
+            if ctx.writes:
+                serialize_writes(session)
+            if not self.memberships.known(ctx.user_id, ctx.space_id):
+                if not is_member(session, ctx.user_id, ctx.space_id):
+                    raise ToolError(f"you are not a member of space {ctx.space_id}")
+                self.memberships.remember(ctx.user_id, ctx.space_id)
             return fn(session)

@@ -2,10 +2,11 @@
 
 Request path, outermost first:
 
+    a body of at most MAX_BODY_BYTES              -> 413 otherwise
     bearer JWT (verified against the JWKS)        -> 401 otherwise
     X-Space of a space the user belongs to        -> 400 / 403 otherwise
     MCP session manager (both protocol eras; a session belongs to its opener)
-    tools/call: policy gate -> fault injection -> input validation -> handler
+    tools/call: policy gate -> fault injection -> input size and validation -> handler
 
 A denial, an injected fault, invalid arguments and a handler's ToolError all
 come back as tool results with `isError: true` and a message that names the
@@ -24,7 +25,6 @@ import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, RequireAuthMiddleware
-from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
@@ -32,13 +32,15 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tool_registry.body_limit import MAX_BODY_BYTES, BodyLimit
 from tool_registry.faults import FaultPlan
-from tool_registry.field_errors import field_problems
+from tool_registry.membership import MembershipCache
 from tool_registry.metrics import GatewayMetrics
+from tool_registry.overload import BUSY_MESSAGE, is_overload
 from tool_registry.policy import PolicyGate
 from tool_registry.session_limits import PerUserSessionManager
 from tool_registry.spec import Registry, ToolBackend, ToolContext, ToolError, ToolSpec
-from tool_registry.tokens import TokenVerifier
+from tool_registry.tool_input import format_validation_error, validate
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CHECKED_SPACE = "space_id"  # key in the request's state: the space SpaceGuard verified membership of
@@ -47,26 +49,6 @@ logger = logging.getLogger("tool_registry.gateway")
 
 class DriftError(RuntimeError):
     """The tools the gateway would expose are not exactly the registry's proposable tools."""
-
-
-class JwksAccessVerifier:
-    """Adapts our JWKS verifier to the SDK's `TokenVerifier` protocol."""
-
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        claims = self._verifier.verify(token)
-        if claims is None:
-            return None
-        return AccessToken(
-            token=token,
-            client_id=claims.sub,
-            subject=claims.sub,
-            scopes=[],
-            expires_at=claims.exp,
-            claims={"iss": self._verifier.issuer, "email": claims.email, "kind": claims.kind},
-        )
 
 
 def describe_tool(spec: ToolSpec) -> types.Tool:
@@ -84,12 +66,6 @@ def describe_tool(spec: ToolSpec) -> types.Tool:
         ),
         _meta={"module": spec.module, "policyHint": spec.policy_hint, "defaultPolicy": spec.default_policy},
     )
-
-
-def format_validation_error(tool: str, error: ValidationError) -> str:
-    """One line naming every bad field, in the caller's terms: `title: String should have at most 200 characters`."""
-    problems = "; ".join(f"{field}: {message}" for field, message in field_problems(error, whole="(arguments)"))
-    return f"invalid arguments for {tool}: {problems}"
 
 
 def _differences(surface: str, expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
@@ -121,53 +97,35 @@ async def run_tool(spec: ToolSpec, arguments: dict[str, Any], context: ToolConte
     reported as an internal error of the tool, never as a protocol error.
     """
     try:
-        output = await spec.handler(spec.input.model_validate(arguments), context)
+        output = await spec.handler(await validate(spec, arguments), context)
     except ToolError as exc:
         return "error", error_result(str(exc))
     except ValidationError as exc:
         return "invalid", error_result(format_validation_error(spec.name, exc))
-    except Exception:
+    except Exception as exc:
+        if is_overload(exc):
+            return "error", error_result(f"{spec.name}: {BUSY_MESSAGE}")
         context.logger.exception("tool %s failed", spec.name)
         return "error", error_result(f"internal error in {spec.name}; the product's server log has the details")
     return "ok", _tool_result(output)
 
 
-class MembershipCache:
-    """Remembers recent positive membership answers for a few seconds.
+class SpaceGuard:
+    """ASGI middleware: the request must name, in `X-Space`, a space its user belongs to.
 
-    Only "yes" is cached, and only briefly: the backend checks membership again
-    inside the transaction of every tool call, so a member removed a moment ago
-    is still refused any data; the cache only spares the guard a database round
-    trip per request.
+    A membership seen a moment ago is answered from `memberships` on the event
+    loop; only an unknown one costs a query, in a worker thread.
     """
 
-    def __init__(
-        self, is_member: Callable[[str, str], bool], ttl_seconds: float = 5.0, max_entries: int = 10_000
-    ) -> None:
-        self._is_member = is_member
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._until: dict[tuple[str, str], float] = {}
-
-    async def __call__(self, user_id: str, space_id: str) -> bool:
-        key = (user_id, space_id)
-        now = time.monotonic()
-        if self._until.get(key, 0.0) > now:
-            return True
-        member = await anyio.to_thread.run_sync(self._is_member, user_id, space_id)
-        if member:
-            if len(self._until) >= self._max:
-                self._until.clear()
-            self._until[key] = now + self._ttl
-        return member
-
-
-class SpaceGuard:
-    """ASGI middleware: the request must name, in `X-Space`, a space its user belongs to."""
-
-    def __init__(self, app: ASGIApp, is_member: Callable[[str, str], bool]) -> None:
+    def __init__(self, app: ASGIApp, is_member: Callable[[str, str], bool], memberships: MembershipCache) -> None:
         self.app = app
-        self.is_member = MembershipCache(is_member)
+        self._is_member = is_member
+        self._memberships = memberships
+
+    async def is_member(self, user_id: str, space_id: str) -> bool:
+        if self._memberships.known(user_id, space_id):
+            return True
+        return await anyio.to_thread.run_sync(self._is_member, user_id, space_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -214,6 +172,7 @@ class Gateway:
         backend: ToolBackend,
         policy: PolicyGate,
         is_member: Callable[[str, str], bool],
+        memberships: MembershipCache,
         allows_destructive: Callable[[str], bool],
         faults: FaultPlan | None = None,
         metrics: GatewayMetrics | None = None,
@@ -225,6 +184,7 @@ class Gateway:
         self.faults = faults if faults is not None else FaultPlan()
         self.metrics = metrics or GatewayMetrics()
         self._is_member = is_member
+        self._memberships = memberships
         self.allows_destructive = allows_destructive  # a database query: always run off the event loop
         # What tools/list shows and what tools/call may run are both fixed here, from the
         # proposable tools only: a tool outside this map is never dispatched, whatever the policy mode.
@@ -248,7 +208,9 @@ class Gateway:
                 allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
             )
-        self.session_manager = PerUserSessionManager(app=self.server, json_response=True, security_settings=security)
+        self.session_manager = PerUserSessionManager(
+            app=self.server, json_response=True, security_settings=security, max_request_body_size=MAX_BODY_BYTES
+        )
 
     def check_drift(self) -> None:
         """Refuse to serve unless what tools/list returns and what tools/call dispatches are
@@ -264,9 +226,9 @@ class Gateway:
             raise DriftError("exposed tools drifted from the registry (" + "; ".join(problems) + "); refusing to serve")
 
     def asgi_app(self) -> ASGIApp:
-        """The `/mcp` endpoint: 401 without a valid token, then the space guard, then MCP."""
-        guarded = SpaceGuard(StreamableHTTPASGIApp(self.session_manager), self._is_member)
-        return RequireAuthMiddleware(guarded, required_scopes=[])
+        """The `/mcp` endpoint: 413 for an oversized body, 401 without a valid token, then the space guard, then MCP."""
+        guarded = SpaceGuard(StreamableHTTPASGIApp(self.session_manager), self._is_member, self._memberships)
+        return BodyLimit(RequireAuthMiddleware(guarded, required_scopes=[]), MAX_BODY_BYTES)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -278,9 +240,11 @@ class Gateway:
     ) -> types.CallToolResult:
         started = time.perf_counter()
         outcome, result = await self._dispatch(ctx, params.name, params.arguments or {})
-        self.metrics.tool_calls.labels(params.name if params.name in self.registry else "(unknown)", outcome).inc()
-        if params.name in self._tools:
-            self.metrics.tool_duration.labels(params.name).observe(time.perf_counter() - started)
+        self.metrics.record_call(
+            params.name if params.name in self.registry else "(unknown)",
+            outcome,
+            time.perf_counter() - started if params.name in self._tools else None,
+        )
         return result
 
     async def _dispatch(
@@ -289,7 +253,7 @@ class Gateway:
         spec = self._tools.get(name)
         if spec is None:
             if name in self.registry:
-                self.metrics.policy_decisions.labels("deny", "admin-scope").inc()
+                self.metrics.record_decision("deny", "admin-scope")
                 return "denied", error_result(f"{name} is an admin tool and is never served over MCP")
             return "unknown", error_result(f"unknown tool {name!r}; tools/list shows the tools this gateway offers")
         access = get_access_token()
@@ -302,9 +266,9 @@ class Gateway:
             self.allows_destructive, access.subject
         )
         decision = self.policy.check(access.subject, spec, arguments, destructive_allowed=opted_in)
-        self.metrics.policy_decisions.labels(decision.label, decision.reason or "none").inc()
+        self.metrics.record_decision(decision.label, decision.reason or "none")
         for flag in decision.flags:
-            self.metrics.policy_decisions.labels("flag", flag).inc()
+            self.metrics.record_decision("flag", flag)
             logger.warning("policy flag %s on %s by user %s", flag, name, access.subject)
         if not decision.allowed:
             return "denied", error_result(decision.message or f"policy denied {name}")
@@ -322,5 +286,6 @@ class Gateway:
             token=access.token,
             invoker=invoker if invoker in ("human", "persona") else "system",
             tool=name,
+            writes=spec.policy_hint != "read",
         )
         return await run_tool(spec, arguments, context)

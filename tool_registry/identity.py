@@ -16,6 +16,7 @@ from sqlmodel import Field, Relationship, Session, col, select
 
 from tool_registry.db import ProductTable, serialize_writes, utcnow
 from tool_registry.ids import new_id
+from tool_registry.membership import MembershipCache
 from tool_registry.tokens import TokenIssuer
 
 SPACE_TYPES = ("personal", "family", "team", "practice", "brand")
@@ -95,13 +96,16 @@ class SpaceView:
 class Identity:
     """Users, spaces and memberships, and the password checks that guard them.
 
-    Methods are synchronous (one short transaction each); the HTTP layer runs
-    them in a worker thread because the password hash is deliberately slow.
+    Methods are synchronous (short transactions); the HTTP layer runs them in a
+    worker thread because the password hash is deliberately slow. A password is
+    never hashed or verified while a database connection is held: the pool is
+    shared with every other request, and Argon2 takes tens of milliseconds.
     """
 
-    def __init__(self, engine: Engine, issuer: TokenIssuer) -> None:
+    def __init__(self, engine: Engine, issuer: TokenIssuer, memberships: MembershipCache | None = None) -> None:
         self.engine = engine
         self.issuer = issuer
+        self.memberships = memberships or MembershipCache()
         self._hasher = PASSWORD_HASHER
         self._decoy_hash = _decoy_hash()  # made here, so no login pays for making it
 
@@ -110,27 +114,23 @@ class Identity:
     def register(self, *, email: str, password: str, name: str, kind: str = "human") -> User:
         """Create a user and their personal space; IdentityError(409) if the email is taken."""
         email = normalize_email(email)
+        password_hash = self._hasher.hash(password)
         with Session(self.engine) as session:
             if user_by_email(session, email):
                 raise IdentityError(f"a user with email {email} already exists", 409)
-            user = User(email=email, name=name, kind=kind, password_hash=self._hasher.hash(password))
+            user = User(email=email, name=name, kind=kind, password_hash=password_hash)
             self._create(session, user)
             return user
 
     def login(self, *, email: str, password: str) -> tuple[str, int, User]:
         """Return (token, expires_at, user); IdentityError(401) with one message for every failure,
         so a caller cannot tell a wrong password from an unknown email."""
-        email = normalize_email(email)
-        with Session(self.engine) as session:
-            user = user_by_email(session, email)
-            matches = self._password_matches(user.password_hash if user else self._decoy_hash, password)
-            if user is None or not matches:
-                raise IdentityError("invalid email or password", 401)
-            if self._hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = self._hasher.hash(password)
-                session.add(user)
-                session.commit()
-                session.refresh(user)
+        user = self._find(email)
+        matches = self._password_matches(user.password_hash if user else self._decoy_hash, password)
+        if user is None or not matches:
+            raise IdentityError("invalid email or password", 401)
+        if self._hasher.check_needs_rehash(user.password_hash):
+            self._set_password_hash(user, self._hasher.hash(password))
         token, expires_at = self.issuer.issue(sub=user.id, email=user.email, kind=user.kind)
         return token, expires_at, user
 
@@ -141,27 +141,24 @@ class Identity:
         which is what lets seeding run on every deploy.
         """
         email = normalize_email(email)
-        with Session(self.engine) as session:
-            user = user_by_email(session, email)
-            if user is not None and user.kind != "persona":
-                raise IdentityError(f"user {email} is a {user.kind} account, not a persona; choose another email", 409)
-            if user is None:
-                user = User(email=email, name=name, kind="persona", password_hash=self._hasher.hash(password))
+        user = self._find(email)
+        if user is not None and user.kind != "persona":
+            raise IdentityError(f"user {email} is a {user.kind} account, not a persona; choose another email", 409)
+        if user is None:
+            user = User(email=email, name=name, kind="persona", password_hash=self._hasher.hash(password))
+            with Session(self.engine) as session:
                 self._create(session, user)
-                return user, "created"
-            change = "unchanged"
-            if user.name != name:
-                user.name = name
-                change = "updated"
-            if not self._password_matches(user.password_hash, password):
-                user.password_hash = self._hasher.hash(password)
-                change = "updated"
-            if change == "updated":
-                user.updated_at = utcnow()
-                session.add(user)
-                session.commit()
-                session.refresh(user)
-            return user, change
+            return user, "created"
+        new_hash = None if self._password_matches(user.password_hash, password) else self._hasher.hash(password)
+        if user.name == name and new_hash is None:
+            return user, "unchanged"
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(user)
+            user.name = name
+            user.password_hash = new_hash or user.password_hash
+            user.updated_at = utcnow()
+            session.commit()
+        return user, "updated"
 
     def has_users(self) -> bool:
         """Whether any account exists: a seeded id stream may only start on a database without any."""
@@ -198,6 +195,7 @@ class Identity:
                 session.execute(delete(Space).where(col(Space.id).in_(personal)))
                 session.execute(delete(User).where(col(User.id) == user_id))
                 session.commit()
+                self.memberships.forget()
             except IntegrityError:
                 raise IdentityError(
                     f"persona {user_id} cannot be deleted: other users' rows still depend on theirs "
@@ -233,9 +231,14 @@ class Identity:
             return [SpaceView(id=space.id, name=space.name, type=space.type, role=role) for space, role in rows]
 
     def is_member(self, user_id: str, space_id: str) -> bool:
+        """Asks the database unless the answer was "yes" a moment ago (see `MembershipCache`)."""
+        if self.memberships.known(user_id, space_id):
+            return True
         with Session(self.engine) as session:
-            query = select(Membership.id).where(Membership.user_id == user_id, Membership.space_id == space_id)
-            return session.exec(query).first() is not None
+            member = is_member(session, user_id, space_id)
+        if member:
+            self.memberships.remember(user_id, space_id)
+        return member
 
     def ensure_shared_space(self, *, name: str, type: str, member_emails: list[str]) -> tuple[Space, list[str]]:
         """Create the shared space `name` if missing and add every listed member; idempotent by name.
@@ -268,9 +271,24 @@ class Identity:
                     added.append(email)
             session.commit()
             session.refresh(space)
-            return space, added
+        self.memberships.forget()
+        return space, added
 
     # helpers ---------------------------------------------------------------
+
+    def _find(self, email: str) -> User | None:
+        """The user with this email, read in a transaction of its own that has ended when this returns."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            user = user_by_email(session, email)
+            if user is not None:
+                session.expunge(user)
+            return user
+
+    def _set_password_hash(self, user: User, password_hash: str) -> None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(user)
+            user.password_hash, user.updated_at = password_hash, utcnow()
+            session.commit()
 
     def _password_matches(self, password_hash: str, password: str) -> bool:
         try:
@@ -317,6 +335,12 @@ def _delete_rows_of(session: Session, table: Table, user_id: str, personal_space
                 conditions.append(column.in_(personal_spaces))
     if conditions:
         session.execute(table.delete().where(or_(*conditions)))
+
+
+def is_member(session: Session, user_id: str, space_id: str) -> bool:
+    """The membership query itself, in the caller's transaction."""
+    query = select(Membership.id).where(Membership.user_id == user_id, Membership.space_id == space_id)
+    return session.exec(query).first() is not None
 
 
 def normalize_email(email: str) -> str:

@@ -3,6 +3,8 @@ embedded products never share counters."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -17,6 +19,9 @@ disable_created_metrics()
 
 
 class GatewayMetrics:
+    """The gateway's counters. `record_call` is on every tool call's path: it looks each labelled
+    series up once and keeps it, because prometheus_client's `labels()` costs more than the update."""
+
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
@@ -40,6 +45,23 @@ class GatewayMetrics:
             ["decision", "reason"],
             registry=self.registry,
         )
+        self._series: dict[tuple[object, ...], Any] = {}
+
+    def record_call(self, tool: str, outcome: str, seconds: float | None) -> None:
+        """One tool call: counted by outcome, and timed when `seconds` is given (tools the gateway serves)."""
+        self._series_of(self.tool_calls, tool, outcome).inc()
+        if seconds is not None:
+            self._series_of(self.tool_duration, tool).observe(seconds)
+
+    def record_decision(self, decision: str, reason: str) -> None:
+        self._series_of(self.policy_decisions, decision, reason).inc()
+
+    def _series_of(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = metric.labels(*labels)
+        return series
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,6 +20,8 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend
 from pydantic import AfterValidator, Field
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,17 +31,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tool_registry import ids
+from tool_registry.access_tokens import JwksAccessVerifier
 from tool_registry.backend import Backend
 from tool_registry.client_input import ClientInput
 from tool_registry.faults import FaultPlan
-from tool_registry.gateway import Gateway, JwksAccessVerifier
+from tool_registry.gateway import Gateway
 from tool_registry.http_json import ClientError, read_model
 from tool_registry.identity import Identity, IdentityError, User, normalize_email
+from tool_registry.login_guard import FAILURES_PER_ACCOUNT, FAILURES_PER_SOURCE, LoginGuard, LoginLimits, LoginThrottled
+from tool_registry.membership import MembershipCache
 from tool_registry.metrics import GatewayMetrics
 from tool_registry.modules import build_registry
 from tool_registry.modules._fields import Email as EmailAddress
+from tool_registry.overload import busy_response
 from tool_registry.policy import PolicyGate, PolicyMode
 from tool_registry.schema import open_product_db
+from tool_registry.shutdown import BoundedRequests, ShutdownBound
 from tool_registry.spec import Registry
 from tool_registry.tokens import TokenIssuer, TokenVerifier, load_or_create_key
 
@@ -85,6 +92,8 @@ class ServerConfig:
     token_ttl_seconds: int = 3600
     signing_key: str | None = None  # PEM path; a fresh key per process when unset
     id_seed: int | None = None  # reproducible row ids (see tool_registry.ids); random when unset
+    login_failures_per_source: int = FAILURES_PER_SOURCE  # failed logins per address per 5 minutes
+    login_failures_per_account: int = FAILURES_PER_ACCOUNT  # failed logins per account per 5 minutes
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -105,7 +114,14 @@ class Product:
         self.issuer = TokenIssuer(key, ttl_seconds=config.token_ttl_seconds)
         self.verifier = TokenVerifier(self.issuer.jwks(), issuer=self.issuer.issuer, audience=self.issuer.audience)
         self.engine = open_product_db(config.data)
-        self.identity = Identity(self.engine, self.issuer)
+        memberships = MembershipCache()
+        self.identity = Identity(self.engine, self.issuer, memberships)
+        self.logins = LoginGuard(
+            LoginLimits(
+                failures_per_source=config.login_failures_per_source,
+                failures_per_account=config.login_failures_per_account,
+            )
+        )
         if config.id_seed is not None and self.identity.has_users():
             self.engine.dispose()
             raise ValueError(
@@ -115,12 +131,14 @@ class Product:
             )
         ids.use(ids.IdSource(config.id_seed))
         self.metrics = GatewayMetrics()
+        self.shutdown = ShutdownBound()
         self.policy = PolicyGate(mode=config.policy_mode, rate_limit=config.rate_limit)
         self.gateway = Gateway(
             self.registry,
-            backend=Backend(self.engine),
+            backend=Backend(self.engine, memberships),
             policy=self.policy,
             is_member=self.identity.is_member,
+            memberships=memberships,
             allows_destructive=self.identity.allows_destructive,
             faults=self.faults,
             metrics=self.metrics,
@@ -131,16 +149,21 @@ class Product:
 
     async def register(self, request: Request) -> Response:
         body = await read_model(request, RegisterBody)
-        user = await anyio.to_thread.run_sync(
+        user = await self.logins.hashing(
             lambda: self.identity.register(email=body.email, password=body.password, name=body.name)
         )
         return JSONResponse({"user": user_json(user)}, status_code=201)
 
     async def login(self, request: Request) -> Response:
         body = await read_model(request, LoginBody)
-        token, expires_at, user = await anyio.to_thread.run_sync(
-            lambda: self.identity.login(email=body.email, password=body.password)
-        )
+        source = request.client.host if request.client else "(unknown address)"
+        try:
+            with self.logins.attempt(source, body.email):
+                token, expires_at, user = await self.logins.hashing(
+                    lambda: self.identity.login(email=body.email, password=body.password)
+                )
+        except LoginThrottled as exc:
+            return JSONResponse({"error": str(exc)}, status_code=429, headers={"retry-after": str(exc.retry_after)})
         return JSONResponse({"token": token, "expires_at": expires_at, "user": user_json(user)})
 
     async def jwks(self, request: Request) -> Response:
@@ -162,7 +185,7 @@ class Product:
     async def upsert_persona(self, request: Request) -> Response:
         self._require_admin(request)
         body = await read_model(request, PersonaBody)
-        user, change = await anyio.to_thread.run_sync(
+        user, change = await self.logins.hashing(
             lambda: self.identity.upsert_persona(email=body.email, name=body.name, password=body.password)
         )
         return JSONResponse(
@@ -214,8 +237,9 @@ class Product:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.gateway.check_drift()
-        async with self.gateway.session_manager.run():
-            yield
+        with self.shutdown.on_signals():
+            async with self.gateway.session_manager.run():
+                yield
 
     def app(self) -> Starlette:
         routes = [
@@ -233,17 +257,34 @@ class Product:
             Route("/mcp", self.gateway.asgi_app()),
         ]
         middleware = [
+            Middleware(BoundedRequests, bound=self.shutdown),
             Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(JwksAccessVerifier(self.verifier))),
             Middleware(AuthContextMiddleware),
         ]
+        # Async handlers: Starlette runs plain functions on the worker threads every request shares.
         handlers = {
-            ClientError: lambda _req, exc: exc.response(),
-            IdentityError: lambda _req, exc: JSONResponse({"error": str(exc)}, status_code=exc.status),
-            HTTPException: lambda _req, exc: JSONResponse(
-                {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
-            ),
+            ClientError: _client_error,
+            IdentityError: _identity_error,
+            HTTPException: _http_exception,
+            PoolTimeout: busy_response,
+            OperationalError: busy_response,
         }
         return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self.lifespan)
+
+
+async def _client_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return exc.response()
+
+
+async def _identity_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IdentityError)
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+async def _http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

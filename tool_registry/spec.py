@@ -61,6 +61,8 @@ class ToolContext:
     `token` is the caller's verified bearer token, for a handler that calls
     another service as the user (None for in-process calls); `invoker` lets a
     product tell persona traffic from people's; `logger` is the tool's own.
+    `writes` is False for a read tool: its transaction takes no write lock, so
+    reads never queue behind writes (in-process callers get the safe default).
     """
 
     user_id: str
@@ -69,6 +71,7 @@ class ToolContext:
     token: str | None = None
     invoker: Invoker = "system"
     tool: str = "(in-process)"
+    writes: bool = True
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

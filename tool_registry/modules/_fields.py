@@ -175,10 +175,12 @@ def _dedupe(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+# The limit applies to the list as sent, before repeats are removed: 800,000 copies of one tag are
+# 800,000 tags to validate, not one.
 Tags = Annotated[
     list[Tag],
-    AfterValidator(_dedupe),
     Field(max_length=10, description="Up to 10 tags, each lowercase letters, digits and hyphens, e.g. ['work', 'q3']."),
+    AfterValidator(_dedupe),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="Maximum number of items to return (1-100).")]
 RowId = Annotated[str, Field(min_length=1, max_length=64)]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, Date, Select, bindparam, func
 from sqlmodel import Session, col, select
 
 from tool_registry.backend import Task, get_in_space, in_space
@@ -62,6 +63,9 @@ class TaskOut(ToolOutput):
     created_at: dt.datetime
 
 
+TaskListing = Listing[TaskOut]
+
+
 class TaskStats(ToolOutput):
     open: int
     completed: int
@@ -70,28 +74,46 @@ class TaskStats(ToolOutput):
     total: int
 
 
-def _conditions(which: TaskFilter, today: dt.date) -> list[ColumnElement[bool]]:
+#: "Today" in every filter, bound when a query runs: the statements are built once, not per call.
+TODAY = bindparam("today", type_=Date)
+
+
+def _conditions(which: TaskFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses of one filter; `todo.list` and `todo.stats` share them so they always agree."""
     is_open = col(Task.completed).is_(False)
     by_filter: dict[TaskFilter, list[ColumnElement[bool]]] = {
         "open": [is_open],
         "completed": [col(Task.completed).is_(True)],
-        "overdue": [is_open, col(Task.due) < today],
-        "today": [is_open, col(Task.due) == today],
+        "overdue": [is_open, col(Task.due) < TODAY],
+        "today": [is_open, col(Task.due) == TODAY],
         "all": [],
     }
     return by_filter[which]
 
 
+@functools.cache
+def _listing(which: TaskFilter) -> Select[Any]:
+    """The `todo.list` query of one filter, reading only the columns of the answer.
+
+    A listing is the hottest read: built once and run as a plain select of
+    columns, it skips both building the statement and making an ORM object
+    per row, which cost ten times the query itself.
+    """
+    columns = [getattr(Task, name) for name in TaskOut.model_fields]
+    return (
+        select(*columns)
+        .where(col(Task.space_id) == bindparam("space_id"), *_conditions(which))
+        .order_by(col(Task.completed), col(Task.due).is_(None), col(Task.due), col(Task.created_at))
+        .limit(bindparam("limit"))
+    )
+
+
 async def list_tasks(inp: TaskList, ctx: ToolContext) -> Listing[TaskOut]:
     def work(session: Session) -> Listing[TaskOut]:
-        query = (
-            in_space(Task, ctx.space_id)
-            .where(*_conditions(inp.filter, utc_today()))
-            .order_by(col(Task.completed), col(Task.due).is_(None), col(Task.due), col(Task.created_at))
-            .limit(inp.limit)
+        rows = session.execute(
+            _listing(inp.filter), {"space_id": ctx.space_id, "today": utc_today(), "limit": inp.limit}
         )
-        return Listing[TaskOut].of(session.exec(query))
+        return TaskListing.of(rows)
 
     return await ctx.backend.run(ctx, work)
 
@@ -114,7 +136,7 @@ async def complete(inp: TaskId, ctx: ToolContext) -> TaskOut:
 async def complete_by_title(inp: TaskTitle, ctx: ToolContext) -> TaskOut:
     def work(session: Session) -> TaskOut:
         same_title = func.lower(Task.title) == func.lower(inp.title)
-        open_titled = in_space(Task, ctx.space_id).where(*_conditions("open", utc_today()), same_title)
+        open_titled = in_space(Task, ctx.space_id).where(*_conditions("open"), same_title)
         matches = list(session.exec(open_titled.with_for_update()))
         if not matches:
             raise ToolError(f"no open task titled {inp.title!r} in this space")
@@ -139,14 +161,12 @@ STAT_FILTERS: dict[str, TaskFilter] = {
 
 async def stats(inp: NoInput, ctx: ToolContext) -> TaskStats:
     def work(session: Session) -> TaskStats:
-        today = utc_today()
-
         def count(which: TaskFilter) -> Any:
-            conditions = _conditions(which, today)
+            conditions = _conditions(which)
             return func.count().filter(*conditions) if conditions else func.count()
 
         query = select(*(count(which).label(name) for name, which in STAT_FILTERS.items()))
-        row = session.exec(query.where(Task.space_id == ctx.space_id)).one()
+        row = session.execute(query.where(col(Task.space_id) == ctx.space_id), {"today": utc_today()}).one()
         return TaskStats.model_validate(row._asdict())
 
     return await ctx.backend.run(ctx, work)
@@ -167,7 +187,7 @@ SPECS: list[ToolSpec] = [
         description="List tasks in the current space: open (default), completed, overdue, due today, or all. "
         "Open tasks come soonest-due first.",
         input=TaskList,
-        output=Listing[TaskOut],
+        output=TaskListing,
         handler=list_tasks,
     ),
     ToolSpec(
