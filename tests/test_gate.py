@@ -206,7 +206,7 @@ def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
     assert all(message.startswith("too little data: ") for message in insufficient.values())
     assert (
         insufficient[("todo", "error_rate")]
-        == "too little data: 1 baseline calls, 6 candidate calls (need 10 on each side)"
+        == "too little data: 1 baseline call, 6 candidate calls (need 10 on each side)"
     )
     assert (
         insufficient[("todo.delete", "error_rate")]
@@ -214,16 +214,16 @@ def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
     )
     assert (
         insufficient[("calendar.add", "p95_latency")]
-        == "too little data: 1 baseline calls, 2 candidate calls (need 10 on each side)"
+        == "too little data: 1 baseline call, 2 candidate calls (need 10 on each side)"
     )
     assert (
         insufficient[("run", "failed_ticks")]
-        == "too little data: 1 baseline ticks, 1 candidate ticks (need 10 on each side)"
+        == "too little data: 1 baseline tick, 1 candidate tick (need 10 on each side)"
     )
     # A few calls leave tools unused by chance: coverage is not judged on them.
     assert (
         insufficient[("todo", "coverage")]
-        == "too little data: 1 baseline calls, 6 candidate calls in this module (need 10 on each side)"
+        == "too little data: 1 baseline call, 6 candidate calls in this module (need 10 on each side)"
     )
     # The Markdown counts them in one line per kind, and says what would judge them (the JUnit lists each).
     summary = render_markdown(result)

@@ -117,7 +117,7 @@ def test_thin_data_is_summarised_with_the_repeats_that_would_judge_it(store: Sto
     default_size_run(store, "cand", NOW)
     result, _ = judged(store)
     lines = evidence_lines(result)
-    assert any(line.startswith("too little data for ") and "latency checks" in line for line in lines)
+    assert any(line.startswith("too little data for ") and "latency check" in line for line in lines)
     # todo.complete has 4 calls a side; its error rate and latency verdicts need 10: three times the calls.
     assert lines[-1] == (
         "to judge error rate of todo.complete you need 10 calls per side; the baseline has 4, this candidate 4:"

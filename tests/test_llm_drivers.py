@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -210,13 +214,41 @@ async def test_a_refused_request_is_not_retried(fake: FakeProvider, provider: st
     assert len(fake.received) == 1
 
 
+@contextmanager
+def hanging_up() -> Iterator[str]:
+    """A server on 127.0.0.1 that takes every connection and closes it unanswered; its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                listener.accept()[0].close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    with listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
 async def test_connection_errors_are_retried_within_the_budget(fake: FakeProvider, provider: str) -> None:
-    suffix = PROVIDERS[provider][0]
-    driver = fast_retry_driver(fake, provider, budget=1, base_url="http://127.0.0.1:9" + suffix)
-    with pytest.raises(ProviderError, match="connection failed") as caught:
+    with hanging_up() as url:
+        driver = fast_retry_driver(fake, provider, budget=1, base_url=url + PROVIDERS[provider][0])
+        with pytest.raises(ProviderError, match="connection failed") as caught:
+            await driver.play(make_day(), RecordingAct())
+        await driver.aclose()
+    assert "after 1 retry:" in str(caught.value)
+
+
+async def test_a_server_that_is_not_there_fails_the_tick_at_once_as_unreachable(
+    fake: FakeProvider, provider: str
+) -> None:
+    base_url = "http://127.0.0.1:9" + PROVIDERS[provider][0]
+    driver = fast_retry_driver(fake, provider, budget=3, base_url=base_url)
+    with pytest.raises(ProviderError) as caught:
         await driver.play(make_day(), RecordingAct())
     await driver.aclose()
-    assert "after 1 retries" in str(caught.value)
+    assert str(caught.value) == (
+        f"tick tick-1: {provider} server at {base_url} is unreachable (connection refused); start it or fix --base-url"
+    )
 
 
 async def test_a_rating_answer_without_the_tool_is_retried_then_unparsed(fake: FakeProvider, provider: str) -> None:

@@ -25,6 +25,7 @@ from persona_runner.run.runner import _write_run
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Run
 from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli, one_line_error, rows, served_calls, served_product
+from tests.product_helpers import running_product
 from tool_registry.server import BackgroundServer, free_port
 
 
@@ -96,16 +97,30 @@ def test_a_refused_admin_token_leaves_no_results_store(tmp_path: Path) -> None:
     assert not (tmp_path / "r.db").exists()
 
 
-def test_serving_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+def test_serving_on_a_port_in_use_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        done = cli("serve", "--port", str(port), "--data", str(tmp_path / "p.db"))
+        done = cli(
+            "serve", "--port", str(port), "--data", str(tmp_path / "p.db"), "--signing-key", str(tmp_path / "k.pem")
+        )
     assert done.returncode == 1
     assert (
         one_line_error(done.stderr) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use;"
         " pick another --port or --host, or stop what uses it"
     )
     assert len(done.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # no product database, no signing key
+
+
+def test_an_unseeded_target_says_once_how_to_seed_it(tmp_path: Path) -> None:
+    with running_product(str(tmp_path / "product.db"), tmp_path) as product:
+        done = cli(
+            "run", "--target", product.url, "--persona", "maya", "--persona", "ravi", "--db", str(tmp_path / "r.db")
+        )
+    assert done.returncode == 1
+    assert len([line for line in done.stderr.splitlines() if "login refused" in line]) == 2
+    hint = f"seed it: persona-runner seed --target {product.url} --admin-token ... (or pass --admin-token to run)"
+    assert done.stderr.count(hint) == 1 and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("where", ["missing-dir", "a-directory", "read-only"])

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.catalog_file import catalog_from, catalog_path
+from persona_runner.util.text import counted
 
 catalog_app = typer.Typer(
     help="Check and list the personas in catalog.json.",
@@ -20,6 +21,7 @@ catalog_app = typer.Typer(
 PathArgument = Annotated[
     Path | None,
     typer.Argument(
+        metavar="PATH",
         help="Catalog file. Default: ./catalog.json if present, else the catalog shipped with persona-runner.",
         show_default=False,
     ),
@@ -32,7 +34,8 @@ TOP_MODULES = 3
 def validate(path: PathArgument = None) -> None:
     """Check a catalog; list every problem at once (exit 2) or confirm it is usable."""
     catalog = catalog_from(path)
-    typer.echo(f"{catalog_path(path)}: {len(catalog.personas)} personas, {len(catalog.spaces)} spaces, OK")
+    counts = f"{counted(len(catalog.personas), 'persona')}, {counted(len(catalog.spaces), 'space')}"
+    typer.echo(f"{catalog_path(path)}: {counts}, OK")
 
 
 @catalog_app.command()

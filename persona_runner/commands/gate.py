@@ -58,14 +58,20 @@ def gate(
     baseline: Annotated[
         str,
         typer.Option(
-            "--baseline", help="Baseline: a run id, or a JSON file written by `runs export`.", show_default=False
+            "--baseline",
+            metavar="RUN_ID|FILE",
+            help="Baseline: a run id, or a JSON file written by `runs export`.",
+            show_default=False,
         ),
     ],
-    candidate: Annotated[str, typer.Option("--candidate", help="The run to judge.", show_default=False)],
+    candidate: Annotated[
+        str, typer.Option("--candidate", metavar="RUN_ID", help="The run to judge.", show_default=False)
+    ],
     max_error_rate_increase: Annotated[
         float,
         typer.Option(
             min=0.0,
+            metavar="FRACTION",
             help="Largest allowed rise in error rate, and in the share of failed ticks, as a fraction "
             "(0.05 = 5 points); a larger rise fails only if also beyond noise.",
         ),
@@ -73,25 +79,38 @@ def gate(
     max_rating_drop: Annotated[
         float,
         typer.Option(
-            min=0.0, help="Largest allowed drop in mean rating; a larger drop fails only if it is also beyond noise."
+            min=0.0,
+            metavar="POINTS",
+            help="Largest allowed drop in mean rating; a larger drop fails only if it is also beyond noise.",
         ),
     ] = 0.5,
     max_p95_latency_ratio: Annotated[
-        float, typer.Option(min=0.0, help="Largest allowed candidate/baseline p95 latency per tool.")
+        float, typer.Option(min=0.0, metavar="RATIO", help="Largest allowed candidate/baseline p95 latency per tool.")
     ] = 1.5,
     min_coverage: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Smallest share of a module's offered tools the candidate must use.")
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="FRACTION",
+            help="Smallest share of a module's offered tools the candidate must use.",
+        ),
     ] = 0.8,
     junit: Annotated[
-        Path | None, typer.Option("--junit", help="Also write JUnit XML: one test case per check.", show_default=False)
+        Path | None,
+        typer.Option(
+            "--junit", metavar="PATH", help="Also write JUnit XML: one test case per check.", show_default=False
+        ),
     ] = None,
     markdown: Annotated[
-        Path | None, typer.Option("--markdown", help="Also write a Markdown summary table.", show_default=False)
+        Path | None,
+        typer.Option("--markdown", metavar="PATH", help="Also write a Markdown summary table.", show_default=False),
     ] = None,
     require_evidence: Annotated[
         bool,
         typer.Option(
             "--require-evidence",
+            metavar="",
             help="Fail when a module of the baseline could not be judged at all (too little data on every check).",
         ),
     ] = False,

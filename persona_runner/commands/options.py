@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from persona_runner.drivers import DRIVERS
+from persona_runner.drivers import DriverName
 from persona_runner.store import DEFAULT_DB, ENV_DB
 from persona_runner.util.durations import parse_duration
 from persona_runner.util.errors import UserError
@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 CatalogOption = Annotated[
     Path | None,
     typer.Option(
-        "--catalog", help="Persona catalog. Default: ./catalog.json, else the shipped one.", show_default=False
+        "--catalog",
+        metavar="PATH",
+        help="Persona catalog. Default: ./catalog.json, else the shipped one.",
+        show_default=False,
     ),
 ]
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="PATH|URL",
         help=f"Results store: a SQLite path or a postgresql:// URL. Default ${ENV_DB}, else ./{DEFAULT_DB}.",
         show_default=False,
     ),
@@ -44,6 +48,7 @@ TargetOption = Annotated[
     str | None,
     typer.Option(
         "--target",
+        metavar="URL",
         callback=_checked_target,
         help="Base URL of a running product, e.g. http://127.0.0.1:8765.",
         show_default=False,
@@ -53,16 +58,21 @@ AdminTokenOption = Annotated[
     str | None,
     typer.Option(
         "--admin-token",
+        metavar="TOKEN",
         envvar="PERSONA_ADMIN_TOKEN",
         help="The product's admin token (X-Admin-Token), needed to seed personas.",
         show_default=False,
     ),
 ]
 FaultOption = Annotated[
-    list[str] | None, typer.Option("--fault", help="Make a tool fail at a rate, e.g. todo.complete=1.0 (repeatable).")
+    list[str] | None,
+    typer.Option(
+        "--fault", metavar="TOOL=RATE", help="Make a tool fail at a rate, e.g. todo.complete=1.0 (repeatable)."
+    ),
 ]
 DelayOption = Annotated[
-    list[str] | None, typer.Option("--delay", help="Slow a tool down, e.g. todo.list=200ms (repeatable).")
+    list[str] | None,
+    typer.Option("--delay", metavar="TOOL=DELAY", help="Slow a tool down, e.g. todo.list=200ms (repeatable)."),
 ]
 
 
@@ -98,21 +108,34 @@ StalledAfterOption = Annotated[
 
 # What `run` and `soak` share to play the personas (run.py still declares its own copies: to be moved here).
 PersonaOption = Annotated[
-    list[str] | None, typer.Option("--persona", help="Only this persona (repeatable). Default: all.")
+    list[str] | None, typer.Option("--persona", metavar="NAME", help="Only this persona (repeatable). Default: all.")
 ]
-DriverOption = Annotated[str, typer.Option(help=f"Who plays the personas: {', '.join(DRIVERS)}.")]
-ModelOption = Annotated[str | None, typer.Option(help="Model name for LLM drivers.")]
+DriverOption = Annotated[DriverName, typer.Option(help="Who plays the personas.")]
+ModelOption = Annotated[
+    str | None, typer.Option(metavar="MODEL", help="The provider's model name (LLM drivers only).", show_default=False)
+]
 BaseUrlOption = Annotated[
     str | None,
-    typer.Option("--base-url", help="OpenAI-compatible server URL (openai driver); default $OPENAI_BASE_URL."),
+    typer.Option(
+        "--base-url", metavar="URL", help="OpenAI-compatible server URL (openai driver); default $OPENAI_BASE_URL."
+    ),
 ]
-SeedOption = Annotated[int, typer.Option(help="Run seed: the same seed, personas and date give the same scripted day.")]
-MaxTurnsOption = Annotated[int, typer.Option(min=1, max=500, help="Most tool calls one persona makes in a tick.")]
-TimeoutOption = Annotated[float, typer.Option(min=1.0, help="Seconds one tick may take before it is cut off.")]
-ConcurrencyOption = Annotated[int, typer.Option(min=1, max=256, help="Personas ticking at once.")]
-LabelOption = Annotated[str | None, typer.Option(help="A name for this run, e.g. a build or commit.")]
+SeedOption = Annotated[
+    int, typer.Option(metavar="N", help="Run seed: the same seed, personas and date give the same scripted day.")
+]
+MaxTurnsOption = Annotated[
+    int, typer.Option(min=1, max=500, metavar="N", help="Most tool calls one persona makes in a tick.")
+]
+TimeoutOption = Annotated[
+    float, typer.Option(min=1.0, metavar="SECONDS", help="Seconds one tick may take before it is cut off.")
+]
+ConcurrencyOption = Annotated[int, typer.Option(min=1, max=256, metavar="N", help="Personas ticking at once.")]
+LabelOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", help="A name for this run, e.g. a build or commit.", show_default=False)
+]
 EveryOption = Annotated[
-    str | None, typer.Option(help="Tick each persona this often (10m, 2s), instead of its catalog cadence.")
+    str | None,
+    typer.Option(metavar="DURATION", help="Tick each persona this often (10m, 2s), instead of its catalog cadence."),
 ]
 
 # What the workers and the commands that steer them share.
@@ -120,6 +143,7 @@ FleetLabelOption = Annotated[
     str | None,
     typer.Option(
         "--label",
+        metavar="TEXT",
         help="The fleet: workers and schedulers of one label share one run (fleet-LABEL) and one queue, "
         "e.g. a build. Default: workers.",
         show_default=False,
@@ -129,6 +153,7 @@ MetricsPortOption = Annotated[
     int | None,
     typer.Option(
         "--metrics-port",
+        metavar="PORT",
         min=0,
         max=65535,
         help="Serve /metrics (Prometheus) and /health on this port.",
@@ -136,7 +161,10 @@ MetricsPortOption = Annotated[
     ),
 ]
 MetricsHostOption = Annotated[
-    str, typer.Option("--metrics-host", help="Address for --metrics-port; 0.0.0.0 lets a scraper on another host in.")
+    str,
+    typer.Option(
+        "--metrics-host", metavar="HOST", help="Address for --metrics-port; 0.0.0.0 lets a scraper on another host in."
+    ),
 ]
 
 
@@ -151,13 +179,17 @@ def interval_from(text: str | None, flag: str) -> timedelta | None:
 
 
 def store_from(db: str | None, *, create: bool = True) -> Engine:
-    """The results store for a command; create=False for commands that only read it (see `open_store`)."""
-    from persona_runner.store.db import StoreError, open_store
+    """The results store for a command; create=False for commands that only read it (see `open_store`).
+
+    A store whose server does not answer is the environment's doing (exit 1); any other
+    store that cannot be used was named wrongly (exit 2).
+    """
+    from persona_runner.store.db import StoreError, StoreUnreachable, open_store
 
     try:
         return open_store(db, create=create)
     except StoreError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(str(exc), exit_code=1 if isinstance(exc, StoreUnreachable) else 2) from None
 
 
 def queue_store_from(db: str | None) -> tuple[str, Engine]:

@@ -11,7 +11,9 @@ from persona_runner.commands.options import DbOption, queue_store_from
 
 def pause(
     db: DbOption = None,
-    reason: Annotated[str | None, typer.Option(help="Why, for whoever runs `status` meanwhile.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Why, for whoever runs `status` meanwhile.")
+    ] = None,
 ) -> None:
     """Hold every worker before its next tick; ticks in flight finish. Undo with `resume`.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +16,7 @@ from persona_runner.run.cadence import HISTORY_DEPTH, PastTick, is_cadence, next
 from persona_runner.store.models import Persona, utcnow
 from persona_runner.store.views import RECENT_DAYS, activity, recent_actions, recent_ticks
 from persona_runner.util.errors import UserError
-from persona_runner.util.text import one_line
+from persona_runner.util.text import counted, one_line
 
 personas_app = typer.Typer(
     help="List personas and inspect one: activity, ratings, recent actions.", no_args_is_help=True
@@ -93,7 +94,10 @@ def list_personas(db: DbOption = None) -> None:
 
 
 @personas_app.command("show")
-def show(name: str, db: DbOption = None) -> None:
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The persona, by its catalog name.", show_default=False)],
+    db: DbOption = None,
+) -> None:
     """One persona in detail: profile, activity, ratings per module and its latest actions.
 
     Example: persona-runner personas show maya
@@ -113,7 +117,8 @@ def show(name: str, db: DbOption = None) -> None:
     history = recent_ticks(engine, [p.user_id], HISTORY_DEPTH).get(p.user_id, [])
     out.print(
         f"last active {_when(p.last_active_at)} · next due {_next_due(p, history, utcnow())}"
-        f" · {row.actions_recent} actions and {row.errors_recent} errors in the last {RECENT_DAYS} days"
+        f" · {counted(row.actions_recent, 'action')} and {counted(row.errors_recent, 'error')}"
+        f" in the last {RECENT_DAYS} days"
     )
     mix = ", ".join(f"{module} {weight:g}" for module, weight in p.module_mix.items())
     out.print(f"module mix: {mix}")

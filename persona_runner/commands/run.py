@@ -52,13 +52,17 @@ def run(
     label: LabelOption = None,
     db: DbOption = None,
     tick_date: Annotated[
-        str | None, typer.Option("--date", help="The day the personas live through (ISO). Default: today, UTC.")
+        str | None,
+        typer.Option(
+            "--date", metavar="YYYY-MM-DD", help="The day the personas live through (ISO). Default: today, UTC."
+        ),
     ] = None,
     repeat: Annotated[
         int,
         typer.Option(
             min=1,
             max=365,
+            metavar="K",
             help="Live K consecutive days from --date, one tick each: the calls a gate needs to judge "
             "(`gate` says how many).",
         ),
@@ -68,14 +72,18 @@ def run(
     cassette: Annotated[
         tuple[str, Path] | None,
         typer.Option(
-            help="record PATH: keep every model exchange; replay PATH: answer from it, no network.", show_default=False
+            metavar="record|replay PATH",
+            help="record PATH: keep every model exchange; replay PATH: answer from it, no network.",
+            show_default=False,
         ),
     ] = None,
     max_tokens_per_tick: Annotated[
-        int | None, typer.Option(min=1, help="LLM drivers: end a persona's day once it used this many tokens.")
+        int | None,
+        typer.Option(min=1, metavar="N", help="LLM drivers: end a persona's day once it used this many tokens."),
     ] = None,
     max_tokens_per_run: Annotated[
-        int | None, typer.Option(min=1, help="LLM drivers: start no new ticks once the run used this many tokens.")
+        int | None,
+        typer.Option(min=1, metavar="N", help="LLM drivers: start no new ticks once the run used this many tokens."),
     ] = None,
     grace: GraceOption = DEFAULT_GRACE,
 ) -> None:

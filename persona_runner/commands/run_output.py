@@ -3,7 +3,11 @@ module, and where the results went."""
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from statistics import mean
 
 from rich.console import Console
@@ -14,18 +18,41 @@ from rich.text import Text
 
 from persona_runner.drivers.cassette import Cassette
 from persona_runner.run.recorder import TickRecord
-from persona_runner.run.runner import RunResult
+from persona_runner.run.runner import RAN_STATUSES, RunResult
 from persona_runner.run.soak import SoakStatus
 from persona_runner.run.stopping import Stop
 from persona_runner.store.db import describe, resolve_url
+from persona_runner.util.text import counted
 
 # Lines are never wrapped, so a reason or the next command stays whole when output goes to a log.
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def print_tick_failure(record: TickRecord) -> None:
-    err.print(f"[red]{escape(record.persona.name)}[/]: {record.status}: {escape(record.error or '')}")
+#: How the error of a refused login (`LoginFailed`) begins: on a product the run did not seed, the mark of
+#: personas it does not know.
+LOGIN_REFUSED = "login refused for "
+
+
+class TickFailures:
+    """Says each tick that did not run as it ends. On a product the run did not seed (a --target
+    without an admin token), the first refused login is followed by how to seed it: said once,
+    since on a product that was never seeded every persona is refused alike."""
+
+    def __init__(self, target: str, seeded: bool) -> None:
+        self.unseeded = None if seeded else target
+
+    def __call__(self, record: TickRecord) -> None:
+        if record.status in RAN_STATUSES:
+            return
+        err.print(f"[red]{escape(record.persona.name)}[/]: {record.status}: {escape(record.error or '')}")
+        if self.unseeded and (record.error or "").startswith(LOGIN_REFUSED):
+            err.print(
+                f"[yellow]hint:[/] {escape(self.unseeded)} refused the personas' login; if it was not seeded with "
+                f"them, seed it: {escape(invoked_as())} seed --target {escape(self.unseeded)} --admin-token ... "
+                "(or pass --admin-token to run)"
+            )
+            self.unseeded = None
 
 
 def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None, *, each_tick: bool = True) -> None:
@@ -34,19 +61,27 @@ def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None, 
     print_run(result, each_tick=each_tick)
     if cassette and cassette.replaying and cassette.drift:
         err.print(
-            f"[yellow]replay:[/] {len(cassette.drift)} tool result(s) differed from the recording; "
+            f"[yellow]replay:[/] {counted(len(cassette.drift), 'tool result')} differed from the recording; "
             f"first: {escape(cassette.drift[0])}"
         )
-    out.print(
-        f"results: {describe(resolve_url(db))} (run {result.run_id}); next: persona-runner report --run {result.run_id}"
-    )
+    store = describe(resolve_url(db))
+    report = [invoked_as(), "report", "--run", result.run_id, *(["--db", store] if db else [])]
+    out.print(f"results: {store} (run {result.run_id}); next: {escape(shlex.join(report))}")
+
+
+def invoked_as() -> str:
+    """This program as the user started it, so that a command it suggests runs as printed:
+    `persona-runner` when that is what the shell finds, else the path typed (`.venv/bin/persona-runner`)."""
+    typed = sys.argv[0]
+    found = shutil.which(Path(typed).name)
+    return Path(typed).name if found and Path(found).resolve() == Path(typed).resolve() else typed
 
 
 def print_run(result: RunResult, *, each_tick: bool = True) -> None:
     if each_tick:
         _print_ticks(result)
     else:
-        out.print(f"Run {result.run_id}: {len(result.ticks)} ticks, {len(result.failed)} failed")
+        out.print(f"Run {result.run_id}: {counted(len(result.ticks), 'tick')}, {len(result.failed)} failed")
     _print_modules(result)
     _print_stop(result)
 
@@ -87,8 +122,8 @@ def _print_modules(result: RunResult) -> None:
         calls = [c for t in result.ticks for c in t.calls if c.module == module]
         ratings = [r.rating for t in result.ticks for r in t.ratings if r.module == module]
         error_rate = sum(1 for c in calls if c.product_error) / len(calls)
-        rated = f"mean rating {mean(ratings):.1f} ({len(ratings)} ratings)" if ratings else "no ratings"
-        out.print(f"  {escape(module):<10} {rated}, {len(calls)} calls, error rate {error_rate:.0%}")
+        rated = f"mean rating {mean(ratings):.1f} ({counted(len(ratings), 'rating')})" if ratings else "no ratings"
+        out.print(f"  {escape(module):<10} {rated}, {counted(len(calls), 'call')}, error rate {error_rate:.0%}")
 
 
 def _print_stop(result: RunResult) -> None:

@@ -22,7 +22,7 @@ runs_app = typer.Typer(
 
 @runs_app.command("list")
 def list_runs(
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many runs, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most this many runs, newest first.")] = 50,
     db: DbOption = None,
 ) -> None:
     """Show runs, newest first, with label, start time, driver, ticks and status."""
@@ -58,9 +58,10 @@ def list_runs(
 
 @runs_app.command("export")
 def export(
-    run_id: Annotated[str, typer.Argument(help="The run to export.", show_default=False)],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to export.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write here instead of standard output.", show_default=False)
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Write here instead of standard output.", show_default=False),
     ] = None,
     db: DbOption = None,
 ) -> None:

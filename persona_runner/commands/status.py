@@ -19,6 +19,7 @@ from persona_runner.commands.options import (
     interval_from,
     queue_store_from,
 )
+from persona_runner.util.text import counted
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -117,10 +118,10 @@ def _lines(found: FleetStatus) -> list[str]:
     paused = f"PAUSED by {found.paused}" if found.paused else "not paused"
     silent = f", {found.silent_queue_workers} silent" if found.silent_queue_workers else ""
     lines = [
-        f"run {found.run_id}: {found.queue_workers} queue workers beating{silent} "
+        f"run {found.run_id}: {counted(found.queue_workers, 'queue worker')} beating{silent} "
         f"(two per worker process: ticks and control); {paused}"
     ]
-    lines.append(f"in flight: {len(found.in_flight)} ticks")
+    lines.append(f"in flight: {counted(len(found.in_flight), 'tick')}")
     lines += [f"  {t.persona}  {t.tick_id}  since {t.started_at}  on {t.runner or '?'}" for t in found.in_flight]
     lines.append(f"queued: {len(found.queued)}" + (f": {', '.join(found.queued)}" if found.queued else ""))
     lines.append(f"due, not yet queued: {len(found.due)}" + (f": {', '.join(found.due)}" if found.due else ""))

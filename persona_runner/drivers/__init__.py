@@ -4,5 +4,8 @@ The names are declared here, apart from the drivers, so that a command's help ca
 without importing the model SDKs; `drivers.factory` builds each.
 """
 
+from typing import Literal, get_args
+
 #: Every driver a run can name: the offline one first, then the language models.
-DRIVERS = ("scripted", "anthropic", "openai")
+DriverName = Literal["scripted", "anthropic", "openai"]
+DRIVERS: tuple[DriverName, ...] = get_args(DriverName)

@@ -83,6 +83,11 @@ def make_driver(
     """A fresh driver for one persona's day; the caller awaits `driver.aclose()` when the tick ends."""
     # The offline driver: no model, no key, no budget to spend.
     if name == "scripted":
+        if model or base_url:
+            raise UserError(
+                "--model and --base-url apply to the LLM drivers (anthropic, openai); the scripted driver calls "
+                "no model: drop them, or pass --driver"
+            )
         return ScriptedDriver()
     if name not in LLM_DRIVERS:
         raise UserError(f"unknown driver {name!r}: choose one of {', '.join(DRIVERS)}")

@@ -21,13 +21,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import anyio
+import httpx2
 
 from persona_runner.domain import Act, CallOutcome, Day, MindError, Rating, TurnLimitReached, Usage, Verdict
 from persona_runner.drivers.budget import RunBudget
 from persona_runner.drivers.cassette import CassetteMiss
 from persona_runner.drivers.tool_names import ToolNames
 from persona_runner.util.canonical import canonical_json
-from persona_runner.util.text import truncate
+from persona_runner.util.text import counted, truncate
 
 RATING_TOOL = "submit_ratings"
 RATING_DESCRIPTION = "Rate each module you used today, once, from 1 (awful) to 5 (excellent), with a short note on why."
@@ -513,7 +514,8 @@ class LLMDriver:
             raise ProviderError(f"tick {day.tick_id}: {self.name} refused the request: {message}")
         if self._retries_left <= 0:
             raise ProviderError(
-                f"tick {day.tick_id}: {self.name} still failing after {self._retry.budget} retries: {message}"
+                f"tick {day.tick_id}: {self.name} still failing after "
+                f"{counted(self._retry.budget, 'retry', 'retries')}: {message}"
             )
         if retry_after is not None and retry_after > self._retry.max_delay:
             raise ProviderError(
@@ -521,9 +523,12 @@ class LLMDriver:
                 f" the {self._retry.max_delay:.0f} s a tick waits, so the tick fails without retrying: {message}"
             )
         if day.deadline is not None and not self._replaying and time.monotonic() + wait > day.deadline:
-            raise ProviderError(
-                f"tick {day.tick_id}: {self.name} asked to wait {wait:.1f} s, past the tick's --timeout: {message}"
+            waiting = (
+                f"asked to wait {wait:.1f} s"
+                if retry_after is not None
+                else f"still failing, and the next retry would come in {wait:.1f} s"
             )
+            raise ProviderError(f"tick {day.tick_id}: {self.name} {waiting}, past the tick's --timeout: {message}")
 
     def _note_once(self, surprise: str) -> None:
         if surprise not in self.surprises:
@@ -541,6 +546,14 @@ class LLMDriver:
             framing = miss.current in (day_system_prompt(day), kickoff(day))
             text = str(miss) + (REPLAY_FRAMING_HINT if framing else "")
             raise ProviderError(f"tick {day.tick_id}: {text}") from exc
+        no_server = _no_server(exc)
+        if no_server is not None:
+            # Nothing answers at that address: waiting will not bring a server up, so the tick fails at once.
+            raise ProviderError(
+                f"tick {day.tick_id}: {self.name} server at {str(self._client.base_url).rstrip('/')} is unreachable "
+                f"({no_server}); "
+                "start it or fix --base-url"
+            ) from exc
         return f"connection failed: {exc.__cause__ or exc}", True, None
 
     def _count(self, usage: Usage) -> None:
@@ -556,6 +569,20 @@ def _cassette_miss(exc: BaseException) -> CassetteMiss | None:
     while cause is not None and not isinstance(cause, CassetteMiss):
         cause = cause.__cause__
     return cause
+
+
+def _no_server(exc: BaseException) -> str | None:
+    """Why no connection could be made ("connection refused", a name that does not resolve), when none could;
+    None for a connection that was made and then failed, which a retry may get past."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, httpx2.ConnectError):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    root: BaseException = cause
+    while (deeper := root.__cause__ or root.__context__) is not None:
+        root = deeper
+    return "connection refused" if isinstance(root, ConnectionRefusedError) else str(root)
 
 
 def _rating_arguments(answer: Reply) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from persona_runner.reporting.model import (
     ratings_differ,
 )
 from persona_runner.util.errors import UserError
+from persona_runner.util.text import counted
 
 MIN_CALLS = 10
 #: The rank test on latencies needs about ten calls a side; fewer are one or two slow calls, not a distribution.
@@ -188,7 +189,8 @@ def load_baseline_file(path: Path) -> Report:
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         message = first["msg"].removeprefix("Value error, ")
         raise UserError(
-            f"baseline file {path} is not an exported report ({exc.error_count()} problems, first: {where}: {message})"
+            f"baseline file {path} is not an exported report "
+            f"({counted(exc.error_count(), 'problem')}, first: {where}: {message})"
         ) from None
 
 
@@ -207,9 +209,9 @@ class RateTerms(NamedTuple):
 
 
 _RATE_TERMS: dict[RateMetric, RateTerms] = {
-    "error_rate": RateTerms("error rate", "calls", "failed", MIN_CALLS),
-    "failed_ticks": RateTerms("failed ticks", "ticks", "failed, timed out, aborted or interrupted", MIN_TICKS),
-    "reliability": RateTerms("personas hit by errors", "personas", "met a product error here", MIN_PERSONAS),
+    "error_rate": RateTerms("error rate", "call", "failed", MIN_CALLS),
+    "failed_ticks": RateTerms("failed ticks", "tick", "failed, timed out, aborted or interrupted", MIN_TICKS),
+    "reliability": RateTerms("personas hit by errors", "persona", "met a product error here", MIN_PERSONAS),
 }
 
 
@@ -261,7 +263,7 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
     detectable = rate_rise_detectable(before.total, before.failed, after.total)
     evidence: dict[str, Any] = {"detectable": detectable}
     if after.total == 0:
-        message = f"too little data: {before.total} baseline {terms.unit}, no candidate {terms.unit}"
+        message = f"too little data: {counted(before.total, f'baseline {terms.unit}')}, no candidate {terms.unit}s"
         return subject.check(
             metric, "insufficient", rate_before, None, limit, message, needed=terms.minimum, had=(before.total, 0)
         )
@@ -277,7 +279,7 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
         noise = "new, judged on the limit alone"
     status: Status
     if metric == "error_rate" and all_failing and before.total > before.failed and increase > limit:
-        status, noise = "fail", f"every one of its {after.total} calls failed"
+        status, noise = "fail", f"every one of its {counted(after.total, 'call')} failed"
     elif increase > limit and beyond_noise:
         status = "fail"
     elif increase > limit and metric == "failed_ticks" and after.failed == after.total:
@@ -285,15 +287,18 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
     elif judged:
         status = "pass"
     else:
-        need = f"{terms.minimum} on each side" if before.total else f"{ALL_FAILING_CALLS} candidate {terms.unit}"
+        need = (
+            f"{terms.minimum} on each side" if before.total else counted(ALL_FAILING_CALLS, f"candidate {terms.unit}")
+        )
         message = (
-            f"too little data: {before.total} baseline {terms.unit}, {after.total} candidate {terms.unit} (need {need})"
+            f"too little data: {counted(before.total, f'baseline {terms.unit}')}, "
+            f"{counted(after.total, f'candidate {terms.unit}')} (need {need})"
         )
         evidence |= {"needed": terms.minimum, "had": (before.total, after.total)} if before.total else {}
         return subject.check(metric, "insufficient", rate_before, rate_after, limit, message, **evidence)
     message = (
         f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} "
-        f"({after.failed}/{after.total} {terms.unit} {terms.failed}; "
+        f"({after.failed}/{after.total} {terms.unit}s {terms.failed}; "
         f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise}"
         f"{_could_see(detectable, 'points') if status == 'pass' else ''})"
     )
@@ -318,7 +323,7 @@ def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: f
     detectable = rating_drop_detectable(before.n, before.sd, after.n, after.sd)
     if before.n < MIN_RATINGS or after.n < MIN_RATINGS or noise is None or before.mean is None or after.mean is None:
         message = (
-            f"too little data: {before.n} baseline ratings, {after.n} candidate ratings"
+            f"too little data: {counted(before.n, 'baseline rating')}, {counted(after.n, 'candidate rating')}"
             f" (need {MIN_RATINGS} on each side)"
         )
         return subject.check(
@@ -358,7 +363,7 @@ def _latency_check(tool: str, module: str, before: ToolStats | None, after: Tool
         return subject.check("p95_latency", "insufficient", p95_before, p95_after, limit, message)
     if min(calls_before, calls_after) < MIN_CALLS_LATENCY or not p95_before or p95_after is None:
         message = (
-            f"too little data: {calls_before} baseline calls, {calls_after} candidate calls"
+            f"too little data: {counted(calls_before, 'baseline call')}, {counted(calls_after, 'candidate call')}"
             f" (need {MIN_CALLS_LATENCY} on each side)"
         )
         return subject.check(
@@ -399,7 +404,8 @@ def _coverage_check(module: str, before: ModuleReport | None, after: ModuleRepor
     if min(calls_before, after.calls) < MIN_CALLS:
         # A few calls leave some tools unused by chance alone.
         message = (
-            f"too little data: {calls_before} baseline calls, {after.calls} candidate calls in this module"
+            f"too little data: {counted(calls_before, 'baseline call')}, {counted(after.calls, 'candidate call')}"
+            " in this module"
             f" (need {MIN_CALLS} on each side)"
         )
         return subject.check("coverage", "insufficient", coverage_before, after.coverage, limit, message)
@@ -614,13 +620,13 @@ _KIND_WORDS: dict[Metric, str] = {
     "reliability": "reliability",
 }
 _UNITS: dict[Metric, str] = {
-    "failed_ticks": "ticks",
-    "error_rate": "calls",
-    "rating": "ratings",
-    "p95_latency": "calls",
-    "coverage": "calls",
-    "offered": "calls",
-    "reliability": "personas",
+    "failed_ticks": "tick",
+    "error_rate": "call",
+    "rating": "rating",
+    "p95_latency": "call",
+    "coverage": "call",
+    "offered": "call",
+    "reliability": "persona",
 }
 
 
@@ -633,14 +639,15 @@ def evidence_lines(result: GateResult) -> list[str]:
         kind = [check for check in short if check.metric == metric]
         if kind:
             subjects = ", ".join(check.subject for check in kind[:5]) + (", …" if len(kind) > 5 else "")
-            lines.append(f"too little data for {len(kind)} {words} checks: {subjects}")
+            lines.append(f"too little data for {counted(len(kind), f'{words} check')}: {subjects}")
     wanting = [check for check in short if check.repeats_needed]
     if wanting:
         worst = max(wanting, key=lambda check: (check.repeats_needed or 0, check.needed or 0))
         assert worst.needed is not None and worst.had is not None
         unit = _UNITS[worst.metric]
         lines.append(
-            f"to judge {worst.metric.replace('_', ' ')} of {worst.subject} you need {worst.needed} {unit} per side;"
+            f"to judge {worst.metric.replace('_', ' ')} of {worst.subject} you need {counted(worst.needed, unit)}"
+            " per side;"
             f" the baseline has {worst.had[0]}, this candidate {worst.had[1]}:"
             f" rerun both with --repeat {worst.repeats_needed}"
         )

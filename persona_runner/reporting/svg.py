@@ -20,6 +20,7 @@ from typing import Literal
 
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
 from persona_runner.reporting.model import RATING_MAX, RATING_MIN, ToolStats, TrendPoint
+from persona_runner.util.text import counted
 
 FONT = "system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 FONT_SIZE = 13
@@ -251,7 +252,7 @@ def _rating_part(point: TrendPoint) -> str:
 
 
 def _error_part(point: TrendPoint) -> str:
-    return f"error rate {percent(point.error_rate)} of {point.calls} calls"
+    return f"error rate {percent(point.error_rate)} of {counted(point.calls, 'call')}"
 
 
 def _point_text(point: TrendPoint) -> str:

@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from persona_runner.run.owner import Owner, this_process
 from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Run, Tick
+from persona_runner.util.text import counted
 
 #: A live process refreshes its ticks' heartbeat every few seconds, but a write may keep retrying a
 #: locked or unreachable store for a minute (`STORE_RETRY_SECONDS`, plus SQLite's busy wait): only
@@ -86,8 +87,8 @@ def mark_interrupted(session: Session, gone: dict[str, tuple[datetime, str]]) ->
                 ended_at=last_seen,
                 tool_calls=calls,
                 errors=errors,
-                summary=f"{calls} calls ({errors} errors) before it was interrupted",
-                error=f"{reason}: the tick was cut short after {calls} recorded calls",
+                summary=f"{counted(calls, 'call')} ({counted(errors, 'error')}) before it was interrupted",
+                error=f"{reason}: the tick was cut short after {counted(calls, 'recorded call')}",
             )
         )
 
