@@ -53,6 +53,8 @@ from typing import Any
 
 import anyio
 import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -60,11 +62,13 @@ from persona_runner.catalog import Catalog, PersonaSpec, default_catalog_path, l
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Act, Day
 from persona_runner.drivers.scripted import ScriptedDriver
-from persona_runner.run.client import ProductClient
 from persona_runner.run.runner import RunResult, RunSettings, execute_run
 from persona_runner.run.seeding import seed_catalog
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Transcript
+from persona_runner.targets.mcp import mcp_session
+from persona_runner.targets.product import ProductClient
+from persona_runner.targets.spec import TargetSpec
 
 TARGET_RATIO = 0.9
 #: A fixed day, run seed and id seed: every round plays and replays exactly the same calls.
@@ -225,7 +229,7 @@ async def _seed(url: str, token: str, catalog: Catalog, store: Engine | None) ->
 
 def _settings(url: str, turns: int, concurrency: int) -> RunSettings:
     return RunSettings(
-        target=url,
+        target=TargetSpec.product(url),
         driver="scripted",
         seed=RUN_SEED,
         max_turns=turns,
@@ -282,7 +286,11 @@ async def bare(url: str, token: str, catalog: Catalog, scripts: list[Script], co
                         f"{script.persona.name} is not in space {script.space_id}: "
                         "the fresh product handed out other ids"
                     )
-                async with client.mcp_session(login.token, script.space_id) as mcp:
+                headers = {"Authorization": f"Bearer {login.token}", "X-Space": script.space_id}
+                async with (
+                    httpx2.AsyncClient(headers=headers, timeout=TICK_TIMEOUT_SECONDS) as http,
+                    mcp_session(Client(streamable_http_client(f"{url}/mcp", http_client=http)), url) as mcp,
+                ):
                     await mcp.list_tools()
                     for call in script.calls:
                         outcome = await mcp.call_tool(call.tool, dict(call.arguments))

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from persona_runner.domain import PersonaProfile
+from persona_runner.targets.spec import TargetSpec
 from persona_runner.util.errors import UserError
 
 CATALOG_FILE = "catalog.json"
@@ -45,8 +46,9 @@ SpaceType = Literal["family", "team", "practice", "brand"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 _EMAIL = re.compile(r"^[^@\s]+@([^@\s.]+\.)+[^@\s.]+$")
-#: Module names follow the product's tool names (`todo.create` -> `todo`).
-_MODULE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Module names are made of the characters MCP allows in tool names, so a module can be named after a tool
+#: (`get-sum`) or after the part before its first separator (`git` of `git_status`, `todo` of `todo.create`).
+_MODULE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: Language, optional script, optional region: the subset of BCP 47 personas need.
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-(?:[A-Z]{2}|[0-9]{3}))?$")
 
@@ -87,7 +89,7 @@ def _reserved_email(value: str) -> str:
 
 def _module_name(value: str) -> str:
     if not _MODULE.match(value):
-        raise ValueError(f"module names are lowercase letters, digits and '_' (got {value!r})")
+        raise ValueError(f"module names are 1-64 letters, digits, '_', '-' and '.' (got {value!r})")
     return value
 
 
@@ -136,6 +138,8 @@ class PersonaSpec(_CatalogModel):
     tick_cadence: Cadence
     style: Style | None = None
     locale: Annotated[str, AfterValidator(_locale)] | None = None
+    #: Sent with this persona's MCP requests to an mcp-http target, e.g. its own token: values may hold `${VAR}`.
+    headers: dict[str, str] = Field(default_factory=dict)
 
     def to_profile(self) -> PersonaProfile:
         """The slice of this entry a driver plays from."""
@@ -164,6 +168,13 @@ class Catalog(_CatalogModel):
     version: Literal[1]
     personas: list[PersonaSpec] = Field(min_length=1)
     spaces: list[SpaceSpec] = Field(default_factory=list)
+    #: Targets this catalog is played against, by name (`--target-name staging`).
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+
+    @property
+    def modules(self) -> frozenset[str]:
+        """Every module a persona of the catalog names: what a foreign server's tools are mapped to."""
+        return frozenset(module for persona in self.personas for module in persona.module_mix)
 
     def select(self, names: list[str]) -> list[PersonaSpec]:
         """The personas called `names`, in that order; every persona when `names` is empty."""

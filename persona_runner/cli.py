@@ -59,6 +59,11 @@ COMMANDS = (
         "Create or update every persona (kind=persona, derived password) and shared space; idempotent.",
     ),
     LazyCommand(
+        "cleanup",
+        "persona_runner.commands.cleanup:cleanup",
+        "Delete every persona of the catalog from a product, with everything of theirs; the counterpart of `seed`.",
+    ),
+    LazyCommand(
         "serve",
         "persona_runner.commands.serve:serve",
         "Serve the reference product: auth API, admin API, MCP gateway at /mcp, /health and /metrics.",

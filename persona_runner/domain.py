@@ -16,6 +16,8 @@ whichever driver made it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -44,14 +46,25 @@ class SpaceInfo:
     role: str
 
 
-def module_of_tool(tool: str, declared: str | None = None) -> str:
-    """The module a call counts against: the tool's own (`_meta.module`) when it declares one, else
-    the prefix of its name before the first dot (`todo.create` -> `todo`).
+#: What ends the module part of a tool's name: `todo.create`, `files/read`, `git_status`, `get-sum`.
+_MODULE_END = re.compile(r"[./_-]")
+
+
+def module_of_tool(tool: str, declared: str | None = None, known: Collection[str] | None = None) -> str:
+    """The module a call counts against: the tool's own (`_meta.module`) when it declares one; else,
+    when the catalog's modules are `known`, the part of its name before the first `.`, `/`, `_` or `-`
+    if the catalog names that part as a module (`git_status` -> `git`), else the whole name (`get-sum`);
+    with no catalog at hand, the part before the first dot (`todo.create` -> `todo`).
 
     One rule for the runner that records calls and the reports that read them back, so a call is
     never filed under one module when made and another when counted.
     """
-    return declared or tool.split(".", 1)[0]
+    if declared:
+        return declared
+    if known is None:
+        return tool.split(".", 1)[0]
+    prefix = _MODULE_END.split(tool, maxsplit=1)[0]
+    return prefix if prefix in known else tool
 
 
 @dataclass(frozen=True)

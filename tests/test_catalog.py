@@ -150,7 +150,7 @@ def test_field_shapes_and_unknown_keys(tmp_path: Path) -> None:
         f"{path}: personas[0].favouriteColour: Extra inputs are not permitted",
         f"{path}: personas[1].systemPrompt: must not be empty",
         f"{path}: personas[1].moduleMix.todo: Input should be greater than or equal to 0",
-        f"{path}: personas[1].moduleMix.Todo 2: module names are lowercase letters, digits and '_' (got 'Todo 2')",
+        f"{path}: personas[1].moduleMix.Todo 2: module names are 1-64 letters, digits, '_', '-' and '.' (got 'Todo 2')",
         f"{path}: personas[1].moduleMix.notes: Input should be a valid number",
         f"{path}: personas[2]: must be a JSON object",
         f"{path}: spaces[0].type: Input should be 'family', 'team', 'practice' or 'brand'",

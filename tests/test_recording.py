@@ -36,7 +36,6 @@ from persona_runner.catalog import Catalog, PersonaSpec, default_catalog_path, l
 from persona_runner.credentials import derive_password
 from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.run import live_tick
-from persona_runner.run.client import ProductClient
 from persona_runner.run.owner import Owner, this_process
 from persona_runner.run.reaper import STALE_AFTER, reap_interrupted
 from persona_runner.run.recorder import RecordError, TickRecord, start_tick
@@ -47,6 +46,8 @@ from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store import retry
 from persona_runner.store.db import open_store
 from persona_runner.store.models import PersonaAction, PersonaFeedback, Run, Tick, utcnow
+from persona_runner.targets.product import ProductClient
+from persona_runner.targets.spec import TargetSpec
 from tests.cli_helpers import ADMIN as CLI_ADMIN
 from tests.cli_helpers import SCRIPT, cli, served_product
 from tests.product_helpers import ADMIN, running_product
@@ -129,7 +130,7 @@ async def tick_watched(url: str, plan: TickPlan, store: Engine) -> tuple[TickRec
     async with ProductClient(url, timeout=30) as client, anyio.create_task_group() as tasks:
 
         async def play() -> None:
-            finished.append(await run_tick(plan, client=client, driver=ScriptedDriver(), store=store))
+            finished.append(await run_tick(plan, target=client, driver=ScriptedDriver(), store=store))
 
         tasks.start_soon(play)
         while not finished:
@@ -172,7 +173,7 @@ async def test_cancelling_a_tick_records_it_aborted_with_its_calls(tmp_path: Pat
     plan = plan_for(spec, max_turns=40)
     async with seeded_product(tmp_path, store, spec, "200ms") as url, ProductClient(url, timeout=30) as client:
         with anyio.move_on_after(3):
-            await run_tick(plan, client=client, driver=ScriptedDriver(), store=store)
+            await run_tick(plan, target=client, driver=ScriptedDriver(), store=store)
     tick, actions = tick_rows(store, plan.tick_id)
     assert tick.status == "aborted" and "stopped" in (tick.error or "")
     assert tick.tool_calls == len(actions) >= 3 and [a.seq for a in actions] == list(range(len(actions)))
@@ -469,7 +470,7 @@ async def test_postgresql_unreachable_for_3_s_mid_tick_loses_nothing(pg_url: str
         ):
 
             async def play() -> None:
-                finished.append(await run_tick(plan, client=client, driver=ScriptedDriver(), store=store))
+                finished.append(await run_tick(plan, target=client, driver=ScriptedDriver(), store=store))
 
             tasks.start_soon(play)
             while snapshot(direct, plan.tick_id).actions < 2:
@@ -500,7 +501,7 @@ async def test_a_store_unreachable_past_the_retry_limit_fails_the_tick_and_says_
         async with seeded_product(tmp_path, store, spec, "1ms") as url, ProductClient(url, timeout=30) as client:
             relay.down()
             started = time.monotonic()
-            record = await run_tick(plan, client=client, driver=ScriptedDriver(), store=store)
+            record = await run_tick(plan, target=client, driver=ScriptedDriver(), store=store)
             took = time.monotonic() - started
     assert record.status == "failed" and record.calls == []
     assert record.store_error == record.error and (record.error or "").startswith(
@@ -584,7 +585,7 @@ async def test_a_store_the_previous_version_wrote_opens_and_records_a_tick(store
     spec = persona("maya")
     plan = plan_for(spec, max_turns=6)
     async with seeded_product(tmp_path, store, spec, "1ms") as url, ProductClient(url, timeout=30) as client:
-        record = await run_tick(plan, client=client, driver=ScriptedDriver(), store=store)
+        record = await run_tick(plan, target=client, driver=ScriptedDriver(), store=store)
     assert record.status == "ok", record.error
     tick, actions = tick_rows(store, plan.tick_id)
     assert tick.status == "ok" and tick.runner == str(this_process()) and len(actions) == tick.tool_calls == 6
@@ -605,7 +606,8 @@ async def test_a_store_the_previous_version_wrote_opens_and_records_a_tick(store
 async def test_a_run_whose_ticks_the_store_refused_says_so_in_its_own_row(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
     spec = persona("ravi")
-    run = await begin_run(store, RunSettings(target="http://127.0.0.1:9", driver="scripted"), [spec])
+    settings = RunSettings(target=TargetSpec.product("http://127.0.0.1:9"), driver="scripted")
+    run = await begin_run(store, settings, [spec])
     refused, kept = (
         TickRecord(f"{run.run_id}:{name}", run.run_id, spec.to_profile(), None, "2026-11-20", 0, "scripted", None)
         for name in ("ravi", "yuki")

@@ -171,8 +171,10 @@ def test_run_token_budget_stops_new_ticks_and_says_so(tmp_path: Path) -> None:
             env=env,
         )
         assert len(fake.received) == 1
-    assert done.returncode == 0, done.stderr
     assert "stopped early: token budget for the run spent: 700 of 500 tokens; no new ticks started" in done.stderr
+    # The one tick that ran called no tool: a run that tested nothing fails, saying so.
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no calls were made in run ")
     with sqlite3.connect(tmp_path / "r.db") as conn:
         ticks = conn.execute("SELECT status, tokens_in, tokens_out FROM ticks").fetchall()
     assert ticks == [("ok", 600, 100)]

@@ -444,3 +444,47 @@ async def test_archetype_and_style_shape_what_is_written(product: Callable[..., 
 def bare(word: str) -> str:
     """A written word as the sentence sources spell it: no capital, no trailing punctuation."""
     return word.rstrip(".,:").lower()
+
+
+@dataclass
+class MemoServer:
+    """A foreign server's two tools, named its way (`memo_create`, `memo_list`), with no contract of ours."""
+
+    forgets: bool = False
+    memos: list[dict[str, Any]] = field(default_factory=list)
+    history: list[CallOutcome] = field(default_factory=list)
+
+    TOOLS = (
+        ToolInfo(
+            name="memo_create",
+            description="Write a memo.",
+            module="memo",
+            input_schema={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        ),
+        ToolInfo(name="memo_list", description="Every memo.", module="memo", input_schema={"type": "object"}),
+    )
+
+    async def __call__(self, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome:
+        if tool == "memo_create":
+            memo = {"id": f"m{len(self.memos)}", "text": arguments["text"]}
+            self.memos.append(memo)
+            answer: dict[str, Any] = memo
+        else:
+            answer = {"items": [] if self.forgets else list(self.memos)}
+        outcome = CallOutcome(tool=tool, arguments=arguments, outcome="ok", latency_ms=5.0, structured=answer)
+        self.history.append(outcome)
+        return outcome
+
+
+@pytest.mark.parametrize("forgets", [False, True], ids=["remembers", "forgets"])
+async def test_a_foreign_servers_create_is_read_back_from_its_list(forgets: bool) -> None:
+    server = MemoServer(forgets=forgets)
+    profile = persona(mix={"memo": 1.0})
+    day = Day(persona=profile, tick_date=TODAY, seed=3, spaces=[], tools=list(MemoServer.TOOLS), max_turns=6)
+    driver = ScriptedDriver()
+    await driver.play(day, server)
+    tools = [call.tool for call in server.history]
+    created = tools.index("memo_create")
+    assert tools[created + 1] == "memo_list"  # what was written is looked for at once
+    missed = [s for s in driver.surprises if "memo_list did not show the memo" in s]
+    assert bool(missed) is forgets

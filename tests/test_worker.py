@@ -25,6 +25,7 @@ from persona_runner.run.runner import RunSettings
 from persona_runner.run.worker import RECOVER_SECONDS, SCHEDULE_SECONDS, WorkerSettings
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Run
+from persona_runner.targets.spec import TargetSpec
 from tests.cli_helpers import cli, one_line_error, served_product
 from tests.worker_helpers import ONCE, seeded, ticks, wait_for, workers, write_catalog
 
@@ -102,13 +103,14 @@ def test_workers_need_postgresql_and_a_target(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert one_line_error(done.stderr).startswith("error: workers share a job queue in PostgreSQL")
     done = cli("worker", "--db", "postgresql+psycopg://nobody@127.0.0.1:9/none")
-    assert done.returncode == 2 and "worker needs --target" in one_line_error(done.stderr)
+    assert done.returncode == 2 and "worker needs a target that is already up" in one_line_error(done.stderr)
     assert not (tmp_path / "results.db").exists()
 
 
 def test_workers_look_for_due_personas_and_silent_workers_often_enough() -> None:
     def looks(every: timedelta | None = None, stalled_after: float = 30.0) -> tuple[int, int]:
-        settings = WorkerSettings(RunSettings(target="http://127.0.0.1:1", driver="scripted"), every, stalled_after)
+        run = RunSettings(target=TargetSpec.product("http://127.0.0.1:1"), driver="scripted")
+        settings = WorkerSettings(run, every, stalled_after)
         return settings.schedule_seconds(), settings.recover_seconds()
 
     assert looks() == (SCHEDULE_SECONDS, RECOVER_SECONDS) == (10, 10)
@@ -120,7 +122,7 @@ def test_workers_look_for_due_personas_and_silent_workers_often_enough() -> None
 
 def test_workers_starting_together_join_one_fleet_run(tmp_path: Path, pg_url: str) -> None:
     personas = load_catalog(write_catalog(tmp_path, 2)).personas
-    settings = RunSettings(target="http://127.0.0.1:1", driver="scripted", label="together")
+    settings = RunSettings(target=TargetSpec.product("http://127.0.0.1:1"), driver="scripted", label="together")
     store = open_store(pg_url)
     starting = threading.Barrier(8)
 

@@ -25,22 +25,35 @@ from persona_runner.commands.options import (
     store_from,
     user_errors_from,
 )
-from persona_runner.commands.run_drivers import choose_driver
-from persona_runner.commands.run_target import prepared_target, seed_target
-from persona_runner.credentials import seed_secret
-from persona_runner.domain import PersonaProfile
-from persona_runner.reporting.replay_report import (
+from persona_runner.commands.replay_output import (
     ReplayReport,
     render_replay_json,
     render_replay_markdown,
     summary_line,
 )
-from persona_runner.run.client import ProductClient, ProductError
+from persona_runner.commands.run_drivers import choose_driver
+from persona_runner.commands.run_target import prepared_target, seed_target
+from persona_runner.commands.target_options import (
+    BearerEnvOption,
+    EnvOption,
+    HeaderOption,
+    McpStdioOption,
+    McpUrlOption,
+    TargetChoice,
+    TargetNameOption,
+    chosen_target,
+)
+from persona_runner.credentials import seed_secret
+from persona_runner.domain import PersonaProfile
+from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.run.recorder import RecordError
 from persona_runner.run.replay import DEFAULT_LATENCY_RATIO
 from persona_runner.run.replay_days import DriverReplay, ReplayRequest, replay_days
 from persona_runner.store.models import Run
 from persona_runner.store.recorded import RecordedDay, load_day, ticks_of_run
+from persona_runner.targets.errors import ProductError
+from persona_runner.targets.open import build_target
+from persona_runner.targets.product import ProductClient
 from persona_runner.util.errors import UserError
 
 #: Calls a `driver` replay may make beyond the recorded day's, when the run did not record its limit.
@@ -79,6 +92,12 @@ def replay(
         ),
     ] = ReplayMode.calls,
     target: TargetOption = None,
+    mcp_url: McpUrlOption = None,
+    header: HeaderOption = None,
+    bearer_env: BearerEnvOption = None,
+    mcp_stdio: McpStdioOption = None,
+    env: EnvOption = None,
+    target_name: TargetNameOption = None,
     admin_token: AdminTokenOption = None,
     fault: FaultOption = None,
     delay: DelayOption = None,
@@ -94,7 +113,9 @@ def replay(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", help="--mode driver: the model. Default: the tick's.", show_default=False),
+        typer.Option(
+            "--model", metavar="MODEL", help="--mode driver: the model. Default: the tick's.", show_default=False
+        ),
     ] = None,
     base_url: BaseUrlOption = None,
     cassette: Annotated[
@@ -111,6 +132,7 @@ def replay(
         typer.Option(
             "--latency-ratio",
             min=1.0,
+            metavar="FACTOR",
             help="Report a call as slower or faster when its latency moved by this factor (and took 50 ms or more).",
         ),
     ] = DEFAULT_LATENCY_RATIO,
@@ -126,43 +148,48 @@ def replay(
 ) -> int:
     """Live a recorded day again on a product (default: a fresh embedded one) and compare, call by call.
 
+    The target flags are those of `run` (--target, --mcp-url, --mcp-stdio, --target-name).
     Exit 0 when every call's outcome is as recorded, 1 when one changed (or the product could
     not be used), 2 on a usage error.
 
     Example: persona-runner replay 20261120-041249-b306a8:yuki:2026-11-20 --target http://127.0.0.1:8765
     """
-    if (fault or delay) and target:
-        raise UserError(
-            "--fault/--delay configure the embedded product; for an external --target pass them to its `serve`"
-        )
+    loaded = catalog_from(catalog)
+    choice = TargetChoice(target, mcp_url, header, bearer_env, mcp_stdio, env, target_name)
+    reached = chosen_target(choice, loaded, admin_token=admin_token, product_flags=bool(fault or delay))
     store = store_from(db, create=False)
     days = _days(store, tick_id, run_id, persona)
-    loaded = catalog_from(catalog)
     personas = _personas(loaded, days)
     run = _run_of(store, days[0].run_id)
     sample = personas[days[0].persona].to_profile()
-    request = ReplayRequest(
-        days=days,
-        personas=personas,
-        secret=seed_secret(),
-        mode=mode.value,
-        latency_ratio=latency_ratio,
-        driver=_driver(days, run, sample, driver, model, base_url, cassette) if mode is ReplayMode.driver else None,
-    )
+    secret = seed_secret()
+    replayer = _driver(days, run, sample, driver, model, base_url, cassette) if mode is ReplayMode.driver else None
     # A calls replay rebinds ids, so its product hands out its own; a driver replay meets the ids of the run it
     # repeats, when that run's product was the embedded one, seeded with the run's seed.
     id_seed = run.seed if mode is ReplayMode.driver else None
     with (
         user_errors_from(ProductError, RecordError),
-        prepared_target(target, admin_token, fault or [], delay or [], id_seed) as product,
+        prepared_target(reached, admin_token, fault or [], delay or [], id_seed) as product,
     ):
+        request = ReplayRequest(
+            days=days,
+            personas=personas,
+            secret=secret,
+            target=product.spec,
+            rater=ScriptedDriver,
+            mode=mode.value,
+            latency_ratio=latency_ratio,
+            driver=replayer,
+        )
 
         async def go() -> ReplayReport:
-            async with ProductClient(product.url, admin_token=product.admin_token) as client:
-                await client.check()
-                # The whole catalog, as `run` seeds it: the shared spaces, and ids handed out in the same order.
-                await seed_target(product, client, loaded, request.secret, store)
-                ticks = await replay_days(request, client, store)
+            reaching = build_target(product.spec, admin_token=product.admin_token, modules=loaded.modules)
+            async with reaching as reachable:
+                await reachable.check()
+                if isinstance(reachable, ProductClient):
+                    # The whole catalog, as `run` seeds it: the shared spaces, and ids handed out in the same order.
+                    await seed_target(product, reachable, loaded, request.secret, store)
+                ticks = await replay_days(request, reachable, store)
             return ReplayReport(mode=request.mode, target=product.url, ticks=ticks)
 
         report = anyio.run(go)

@@ -32,6 +32,16 @@ from persona_runner.commands.options import (
     TargetOption,
     TimeoutOption,
 )
+from persona_runner.commands.target_options import (
+    BearerEnvOption,
+    EnvOption,
+    HeaderOption,
+    McpStdioOption,
+    McpUrlOption,
+    TargetChoice,
+    TargetNameOption,
+    chosen_target,
+)
 from persona_runner.credentials import seed_secret
 from persona_runner.run.stopping import DEFAULT_GRACE
 from persona_runner.util.errors import UserError
@@ -39,6 +49,12 @@ from persona_runner.util.errors import UserError
 
 def run(
     target: TargetOption = None,
+    mcp_url: McpUrlOption = None,
+    header: HeaderOption = None,
+    bearer_env: BearerEnvOption = None,
+    mcp_stdio: McpStdioOption = None,
+    env: EnvOption = None,
+    target_name: TargetNameOption = None,
     admin_token: AdminTokenOption = None,
     persona: PersonaOption = None,
     driver: DriverOption = "scripted",
@@ -100,7 +116,7 @@ def run(
     Example: persona-runner run --persona maya --persona gremlin --seed 7
     """
     from persona_runner.commands.run_drivers import choose_driver
-    from persona_runner.commands.run_output import print_outcome
+    from persona_runner.commands.run_output import no_calls_made, print_outcome
     from persona_runner.commands.run_session import RunPlan, execute_on_product
 
     loaded = catalog_from(catalog)
@@ -112,10 +128,12 @@ def run(
             "--cassette and --max-tokens-* apply to the LLM drivers (anthropic, openai); "
             "the scripted driver calls no model"
         )
-    if target and (fault or delay):
-        raise UserError(
-            "--fault/--delay configure the embedded product; for an external --target pass them to its `serve`"
-        )
+    reached = chosen_target(
+        TargetChoice(target, mcp_url, header, bearer_env, mcp_stdio, env, target_name),
+        loaded,
+        admin_token=admin_token,
+        product_flags=bool(fault or delay),
+    )
     drivers = choose_driver(
         driver,
         model=model,
@@ -140,12 +158,13 @@ def run(
         repeat=repeat,
     )
     result = execute_on_product(
-        plan, target=target, admin_token=admin_token, faults=fault or [], delays=delay or [], grace=grace
+        plan, target=reached, admin_token=admin_token, faults=fault or [], delays=delay or [], grace=grace
     )
     if result is None:
         return
     print_outcome(result, drivers.cassette, db)
-    if result.failed and not result.stopped_by:
+    idle = no_calls_made(result)
+    if not result.stopped_by and (result.failed or idle):
         raise typer.Exit(1)
 
 

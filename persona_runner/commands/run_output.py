@@ -69,6 +69,18 @@ def print_outcome(result: RunResult, cassette: Cassette | None, db: str | None, 
     out.print(f"results: {store} (run {result.run_id}); next: {escape(shlex.join(report))}")
 
 
+def no_calls_made(result: RunResult) -> bool:
+    """Whether the run's ticks all ran yet made no call at all, which tests nothing: said in one line (the run then
+    exits 1). Failed ticks say for themselves why they made none."""
+    if not result.ticks or result.failed or any(tick.calls for tick in result.ticks):
+        return False
+    err.print(
+        f"error: no calls were made in run {escape(result.run_id)}: the personas used no tool, so nothing was "
+        f"tested; `{escape(invoked_as())} catalog validate --against` shows what the target offers each module"
+    )
+    return True
+
+
 def invoked_as() -> str:
     """This program as the user started it, so that a command it suggests runs as printed:
     `persona-runner` when that is what the shell finds, else the path typed (`.venv/bin/persona-runner`)."""

@@ -8,18 +8,27 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 import anyio
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.options import store_from, user_errors_from
 from persona_runner.commands.run_drivers import DriverChoice
-from persona_runner.commands.run_output import StopNotice, err, print_stopped_before_the_run, print_tick_failure
+from persona_runner.commands.run_output import StopNotice, TickFailures, err, print_stopped_before_the_run
 from persona_runner.commands.run_target import Target, prepared_target, seed_target
-from persona_runner.run.client import DEFAULT_TIMEOUT, ProductClient, ProductError
+from persona_runner.credentials import derive_password
 from persona_runner.run.recorder import RecordError, TickRecord
-from persona_runner.run.runner import RAN_STATUSES, RunResult, RunSettings, execute_run
+from persona_runner.run.runner import RunResult, RunSettings, execute_run
 from persona_runner.run.stopping import Stop
+from persona_runner.run.survey import idle_warning, survey
+from persona_runner.run.tick import persona_headers
+from persona_runner.targets.base import Visitor
+from persona_runner.targets.errors import ProductError
+from persona_runner.targets.open import build_target
+from persona_runner.targets.product import DEFAULT_TIMEOUT, ProductClient
+from persona_runner.targets.spec import TargetSpec
+from persona_runner.util.text import counted
 
 
 @dataclass(frozen=True)
@@ -40,9 +49,10 @@ class RunPlan:
     repeat: int = 1
     injected: tuple[str, ...] = ()  # --fault and --delay of the embedded product
 
-    def settings(self, target: str) -> RunSettings:
+    def settings(self, target: TargetSpec) -> RunSettings:
         return RunSettings(
             target=target,
+            modules=self.catalog.modules,
             driver=self.drivers.name,
             model=self.drivers.model,
             seed=self.seed,
@@ -64,14 +74,14 @@ Ticking = Callable[[RunPlan, Target, Engine, Stop], Awaitable[RunResult]]
 def execute_on_product(
     plan: RunPlan,
     *,
-    target: str | None,
+    target: TargetSpec | None,
     admin_token: str | None,
     faults: list[str],
     delays: list[str],
     grace: float,
     ticking: Ticking | None = None,
 ) -> RunResult | None:
-    """The plan executed on `target`, or on a fresh embedded product (see `prepared_target`).
+    """The plan executed on `target`, or (None) on a fresh embedded product (see `prepared_target`).
 
     Signals are caught from before the embedded product starts until it is gone, so a stop at
     any point unwinds it; None (said on the terminal) when one came before the run began.
@@ -110,12 +120,21 @@ async def _execute(plan: RunPlan, target: Target, stop: Stop, ticking: Ticking) 
 
 
 async def _prepare(plan: RunPlan, target: Target) -> Engine:
-    """The results store, once the target answered and holds the catalog's personas."""
+    """The results store, once the target answered (a product: and holds the catalog's personas; any other
+    server: said up front when a persona will find nothing of its modules there)."""
     timeout = min(plan.timeout, DEFAULT_TIMEOUT)
-    async with ProductClient(target.url, admin_token=target.admin_token, timeout=timeout) as client:
-        await client.check()  # an unreachable target or a refused token is one line, before anything is written
+    reaching = build_target(target.spec, timeout=timeout, admin_token=target.admin_token, modules=plan.catalog.modules)
+    async with reaching as reached:
+        await reached.check()  # an unreachable target or a refused token is one line, before anything is written
         store = store_from(plan.db)
-        await seed_target(target, client, plan.catalog, plan.secret, store)
+        if isinstance(reached, ProductClient):
+            await seed_target(target, reached, plan.catalog, plan.secret, store)
+        else:
+            first = plan.personas[0]
+            visitor = Visitor(first.email, derive_password(first.email, plan.secret), persona_headers(first))
+            warning = idle_warning(await survey(reached, plan.catalog, plan.personas, visitor))
+            if warning:
+                err.print(escape(warning))
     return store
 
 
@@ -131,15 +150,15 @@ async def _tick(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> Run
     with Progress(*columns, console=err, transient=True) as progress:
         ticks = len(plan.personas) * plan.repeat
         days = f", {plan.repeat} days each" if plan.repeat > 1 else ""
-        task = progress.add_task(f"ticking {len(plan.personas)} personas{days}", total=ticks)
+        task = progress.add_task(f"ticking {counted(len(plan.personas), 'persona')}{days}", total=ticks)
+        failures = TickFailures(target.url, seeded=bool(target.admin_token))
 
         def done(record: TickRecord) -> None:
             progress.advance(task)
-            if record.status not in RAN_STATUSES:
-                print_tick_failure(record)
+            failures(record)
 
         return await execute_run(
-            plan.settings(target.url),
+            plan.settings(target.spec),
             plan.personas,
             secret=plan.secret,
             store=store,

@@ -16,8 +16,10 @@ from persona_runner.commands.options import (
     store_from,
     user_errors_from,
 )
+from persona_runner.commands.target_options import TargetChoice, TargetNameOption
 from persona_runner.credentials import seed_secret
 from persona_runner.util.errors import UserError
+from persona_runner.util.text import counted
 
 if TYPE_CHECKING:
     from persona_runner.run.seeding import SeedReport
@@ -27,10 +29,13 @@ DEFAULT_TARGET = "http://127.0.0.1:8765"
 
 def seed(
     target: TargetOption = None,
+    target_name: TargetNameOption = None,
     admin_token: AdminTokenOption = None,
     catalog: CatalogOption = None,
     db: DbOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar="", help="Show what would change; write nothing.")
+    ] = False,
 ) -> None:
     """Create or update every persona (kind=persona, derived password) and shared space; idempotent.
 
@@ -38,15 +43,19 @@ def seed(
 
     Example: persona-runner seed --target http://127.0.0.1:8765 --admin-token dev-admin
     """
-    from persona_runner.run.client import ProductClient, ProductError
     from persona_runner.run.recorder import RecordError
     from persona_runner.run.seeding import seed_catalog
+    from persona_runner.targets.errors import ProductError
+    from persona_runner.targets.product import ProductClient
 
     loaded = catalog_from(catalog)
     secret = seed_secret()
     if not admin_token:
         raise UserError("seeding needs the product's admin token: pass --admin-token or set PERSONA_ADMIN_TOKEN")
-    url = target or DEFAULT_TARGET
+    named = TargetChoice(target=target, target_name=target_name).spec(loaded)
+    if named is not None and named.kind != "product":
+        raise UserError(f"--target-name {target_name}: an {named.kind} target has no accounts to seed")
+    url = named.address if named else DEFAULT_TARGET
 
     async def go() -> SeedReport:
         async with ProductClient(url, admin_token=admin_token) as client:
@@ -68,7 +77,8 @@ def print_seed_report(report: SeedReport, target: str, *, dry_run: bool = False)
         )
     print_module_warnings(report)
     verdict = "dry run, nothing written" if dry_run else ("changes applied" if report.changed else "already up to date")
-    typer.echo(f"seeded {len(report.personas)} personas and {len(report.spaces)} spaces on {target}: {verdict}")
+    counts = f"{counted(len(report.personas), 'persona')} and {counted(len(report.spaces), 'space')}"
+    typer.echo(f"{'would seed' if dry_run else 'seeded'} {counts} on {target}: {verdict}")
 
 
 def print_module_warnings(report: SeedReport) -> None:

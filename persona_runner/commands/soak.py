@@ -35,6 +35,16 @@ from persona_runner.commands.options import (
     TimeoutOption,
     interval_from,
 )
+from persona_runner.commands.target_options import (
+    BearerEnvOption,
+    EnvOption,
+    HeaderOption,
+    McpStdioOption,
+    McpUrlOption,
+    TargetChoice,
+    TargetNameOption,
+    chosen_target,
+)
 from persona_runner.credentials import seed_secret
 from persona_runner.run.stopping import DEFAULT_GRACE, Stop
 from persona_runner.util.errors import UserError
@@ -45,7 +55,6 @@ if TYPE_CHECKING:
     from persona_runner.commands.run_session import RunPlan, Ticking
     from persona_runner.commands.run_target import Target
     from persona_runner.run.metrics import RunnerMetrics
-    from persona_runner.run.recorder import TickRecord
     from persona_runner.run.runner import RunResult
     from persona_runner.run.soak import SoakStatus
 
@@ -55,14 +64,21 @@ PLAIN_EVERY = 30.0
 
 def soak(
     duration: Annotated[
-        str | None, typer.Option(help="How long to soak: 30m, 8h, 1d. Default: until SIGTERM or SIGINT.")
+        str | None,
+        typer.Option(metavar="DURATION", help="How long to soak: 30m, 8h, 1d. Default: until SIGTERM or SIGINT."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Soak until this time of day, HH:MM UTC (the next one to come).")
+        str | None, typer.Option(metavar="HH:MM", help="Soak until this time of day, HH:MM UTC (the next one to come).")
     ] = None,
     every: EveryOption = None,
     concurrency: ConcurrencyOption = 4,
     target: TargetOption = None,
+    mcp_url: McpUrlOption = None,
+    header: HeaderOption = None,
+    bearer_env: BearerEnvOption = None,
+    mcp_stdio: McpStdioOption = None,
+    env: EnvOption = None,
+    target_name: TargetNameOption = None,
     admin_token: AdminTokenOption = None,
     label: LabelOption = None,
     db: DbOption = None,
@@ -91,7 +107,7 @@ def soak(
     Example: persona-runner soak --duration 8h --every 10m --target http://127.0.0.1:8765
     """
     from persona_runner.commands.run_drivers import lasting_drivers
-    from persona_runner.commands.run_output import print_outcome
+    from persona_runner.commands.run_output import no_calls_made, print_outcome
     from persona_runner.commands.run_session import RunPlan, execute_on_product
 
     if duration and until:
@@ -99,6 +115,8 @@ def soak(
     length, interval = interval_from(duration, "--duration"), interval_from(every, "--every")
     ends_by = _until(until, datetime.now(UTC))
     loaded, personas, drivers = lasting_drivers(catalog, persona, driver, model, base_url)
+    choice = TargetChoice(target, mcp_url, header, bearer_env, mcp_stdio, env, target_name)
+    reached = chosen_target(choice, loaded, admin_token=admin_token)
     plan = RunPlan(
         catalog=loaded,
         personas=personas,
@@ -118,7 +136,7 @@ def soak(
     with serving_metrics(metrics, metrics_port, metrics_host):
         result = execute_on_product(
             plan,
-            target=target,
+            target=reached,
             admin_token=admin_token,
             faults=[],
             delays=[],
@@ -128,7 +146,8 @@ def soak(
     if result is None:
         return
     print_outcome(result, None, db, each_tick=False)
-    if result.failed and not result.stopped_by:
+    idle = no_calls_made(result)
+    if not result.stopped_by and (result.failed or idle):
         raise typer.Exit(1)
 
 
@@ -150,24 +169,18 @@ def _soaking(
     """The soak's way of ticking the personas of a run plan, once the product is ready."""
 
     async def soaking(plan: RunPlan, target: Target, store: Engine, stop: Stop) -> RunResult:
-        from persona_runner.commands.run_output import print_tick_failure
-        from persona_runner.run.runner import RAN_STATUSES
-        from persona_runner.run.soak import SoakSettings, SoakStatus, execute_soak
-
-        def ended(record: TickRecord) -> None:
-            if record.status not in RAN_STATUSES:
-                print_tick_failure(record)
-
         import anyio
 
+        from persona_runner.commands.run_output import TickFailures
         from persona_runner.run.metrics import keep_beating
+        from persona_runner.run.soak import SoakSettings, SoakStatus, execute_soak
 
         status = SoakStatus()
         with _progress(lambda: _status_line(status, stop)):
             async with anyio.create_task_group() as beside:
                 beside.start_soon(keep_beating, metrics)
                 result = await execute_soak(
-                    SoakSettings(plan.settings(target.url), duration, until, every),
+                    SoakSettings(plan.settings(target.spec), duration, until, every),
                     plan.personas,
                     secret=plan.secret,
                     store=store,
@@ -175,7 +188,7 @@ def _soaking(
                     spaces=plan.catalog.spaces,
                     stop=stop,
                     status=status,
-                    on_tick=ended,
+                    on_tick=TickFailures(target.url, seeded=bool(target.admin_token)),
                     metrics=metrics,
                 )
                 beside.cancel_scope.cancel()

@@ -30,6 +30,16 @@ from persona_runner.commands.options import (
     queue_store_from,
     user_errors_from,
 )
+from persona_runner.commands.target_options import (
+    BearerEnvOption,
+    EnvOption,
+    HeaderOption,
+    McpStdioOption,
+    McpUrlOption,
+    TargetChoice,
+    TargetNameOption,
+    chosen_target,
+)
 from persona_runner.credentials import seed_secret
 from persona_runner.run.stopping import DEFAULT_GRACE, Stop
 from persona_runner.util.errors import UserError
@@ -37,6 +47,12 @@ from persona_runner.util.errors import UserError
 
 def worker(
     target: TargetOption = None,
+    mcp_url: McpUrlOption = None,
+    header: HeaderOption = None,
+    bearer_env: BearerEnvOption = None,
+    mcp_stdio: McpStdioOption = None,
+    env: EnvOption = None,
+    target_name: TargetNameOption = None,
     db: DbOption = None,
     concurrency: ConcurrencyOption = 4,
     label: FleetLabelOption = None,
@@ -67,22 +83,25 @@ def worker(
     Example: persona-runner worker --db postgresql+psycopg://runner@db/personas --target http://staging:8765
     """
     from persona_runner.commands.run_drivers import lasting_drivers
-    from persona_runner.run.client import ProductError
     from persona_runner.run.metrics import RunnerMetrics, serving_metrics
     from persona_runner.run.recorder import RecordError
     from persona_runner.run.runner import RunSettings
     from persona_runner.run.worker import WorkerSettings
+    from persona_runner.targets.errors import ProductError
+    from persona_runner.targets.open import build_target
 
-    if target is None:
+    loaded, personas, drivers = lasting_drivers(catalog, persona, driver, model, base_url)
+    reached = chosen_target(TargetChoice(target, mcp_url, header, bearer_env, mcp_stdio, env, target_name), loaded)
+    if reached is None:
         raise UserError(
-            "worker needs --target: workers tick a product that is already up and seeded, "
-            "e.g. --target http://127.0.0.1:8765 (see `persona-runner serve` and `persona-runner seed`)"
+            "worker needs a target that is already up: --target URL for a seeded persona product (see "
+            "`persona-runner serve` and `persona-runner seed`), or --mcp-url, --mcp-stdio or --target-name"
         )
-    _, personas, drivers = lasting_drivers(catalog, persona, driver, model, base_url)
     url, store = queue_store_from(db)
     settings = WorkerSettings(
         run=RunSettings(
-            target=target,
+            target=reached,
+            modules=loaded.modules,
             driver=drivers.name,
             model=drivers.model,
             seed=seed,
@@ -106,11 +125,9 @@ def worker(
         from persona_runner.run.worker import run_worker
 
         async def work() -> None:
-            from persona_runner.run.client import ProductClient
-
             async with stop.watching_signals():
-                async with ProductClient(target, timeout=min(timeout, 30.0)) as client:
-                    await client.check()  # a wrong --target is one line, before the worker joins the queue
+                async with build_target(reached, timeout=min(timeout, 30.0)) as checked:
+                    await checked.check()  # a wrong target is one line, before the worker joins the queue
                 await run_worker(
                     settings,
                     personas,
@@ -120,7 +137,7 @@ def worker(
                     make_driver=drivers.new_driver,
                     stop=stop,
                     metrics=metrics,
-                    on_ready=lambda run: _say_ready(run.run_id, len(personas), concurrency, target, port),
+                    on_ready=lambda run: _say_ready(run.run_id, len(personas), concurrency, reached.address, port),
                 )
 
         anyio.run(work)

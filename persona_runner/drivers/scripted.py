@@ -83,7 +83,9 @@ class Recall:
     reader: str
     args: Callable[[Mapping[str, Any]], dict[str, Any]]  # from the arguments that were written
     noun: str
-    label: str  # the written field that names the thing in a surprise
+    label: str | None  # the written field that names the thing in a surprise
+    #: The reader fetches the one thing by the id its creation answered (`*.get`), rather than listing.
+    by_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,33 @@ CONTRACTS: dict[str, Contract] = {
 }
 #: What the driver assumes of a tool it has no contract for: schema-only arguments, default weight.
 GENERIC = Contract()
+#: A tool named like `<thing><sep><verb>` with one of these verbs makes a thing a person can look for afterwards.
+_CREATES = re.compile(r"(?P<thing>.+?)(?P<sep>[./_-])(?:create|add|new)")
+#: Where a person looks for what they made: a listing first, else the thing itself by its id.
+_LISTERS = ("list", "search")
+
+
+def contract_for(tool: ToolInfo, day: Day) -> Contract:
+    """What the persona knows of `tool`: its contract when it has one; else, for a tool that creates something
+    (`notes_create`, `thing-add`) beside one that lists or gets such things, a check that it is there after."""
+    known = CONTRACTS.get(tool.name)
+    if known is not None:
+        return known
+    made = _CREATES.fullmatch(tool.name)
+    if made is None:
+        return GENERIC
+    thing, sep = made["thing"], made["sep"]
+    required = tool.input_schema.get("required", [])
+    properties = tool.input_schema.get("properties", {})
+    label = next((name for name in required if properties.get(name, {}).get("type") == "string"), None)
+    for verb in _LISTERS:
+        lister = day.tool(f"{thing}{sep}{verb}")
+        if lister is not None and not lister.input_schema.get("required"):
+            return Contract(recall=Recall(lister.name, lambda _w: {}, thing, label))
+    getter = day.tool(f"{thing}{sep}get")
+    if getter is not None and getter.input_schema.get("required") == ["id"]:
+        return Contract(recall=Recall(getter.name, lambda _w: {}, thing, label, by_id=True))
+    return GENERIC
 
 
 class _DayOver(Exception):
@@ -258,9 +287,7 @@ class ScriptedDriver:
 
     def _pick_tool(self, today: DayState, module: str) -> ToolInfo:
         tools = sorted((t for t in today.day.tools if t.module == module), key=lambda t: t.name)
-        weights = [
-            CONTRACTS.get(t.name, GENERIC).weight * (DESTRUCTIVE_WEIGHT if t.destructive else 1.0) for t in tools
-        ]
+        weights = [contract_for(t, today.day).weight * (DESTRUCTIVE_WEIGHT if t.destructive else 1.0) for t in tools]
         return today.rng.choices(tools, weights)[0]
 
     async def _call(self, today: DayState, tool: str, arguments: dict[str, Any], *, probe: bool = False) -> CallOutcome:
@@ -282,7 +309,7 @@ class ScriptedDriver:
         overrides: Mapping[str, Any] | None = None,
         optional: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
-        contract = CONTRACTS.get(tool.name, GENERIC)
+        contract = contract_for(tool, today.day)
         chosen = contract.optional if optional is None else optional
         return self._builder(today, tool).arguments(tool.input_schema, chosen, overrides)
 
@@ -293,7 +320,7 @@ class ScriptedDriver:
         if prober and today.rng.random() < CHAOS_PROBE_RATE:
             await self._probe(today, tool)
             return
-        contract = CONTRACTS.get(tool.name, GENERIC)
+        contract = contract_for(tool, today.day)
         overrides = await self._target(today, contract)
         if overrides is None:
             instead = today.day.tool(contract.source.otherwise) if contract.source else None
@@ -341,17 +368,17 @@ class ScriptedDriver:
         self, today: DayState, tool: ToolInfo, recall: Recall, written: Mapping[str, Any], created: Any
     ) -> None:
         reader = today.day.tool(recall.reader)
-        if reader is None:
+        if reader is None or (recall.by_id and not isinstance(created, str)):
             return
         try:
-            overrides = recall.args(written)
+            overrides = {"id": created} if recall.by_id else recall.args(written)
         except KeyError:  # this product's create takes other fields: nothing to look it up by
             return
         outcome, arguments = await self._read(today, reader, overrides)
         if not outcome.ok:
             return
-        items = listed(outcome.structured)
-        label = written.get(recall.label)
+        items = [outcome.structured or {}] if recall.by_id else listed(outcome.structured)
+        label = written.get(recall.label) if recall.label else None
         if isinstance(created, str):
             shown = any(item.get("id") == created for item in items)
         elif isinstance(label, str):
@@ -377,7 +404,7 @@ class ScriptedDriver:
 
     async def _probe(self, today: DayState, tool: ToolInfo) -> None:
         """One broken call, of the kind this day has sent least, so that a day tries each of them."""
-        contract = CONTRACTS.get(tool.name, GENERIC)
+        contract = contract_for(tool, today.day)
         target = await self._target(today, contract)
         base = self._arguments(today, tool, target)
         variants = probes(self._builder(today, tool), tool.input_schema, base)

@@ -79,7 +79,7 @@ def ensure_fleet_run(
             run = Run(
                 run_id=run_id,
                 label=settings.label or DEFAULT_LABEL,
-                target=settings.target,
+                target=settings.target.address,
                 driver=settings.driver,
                 model=settings.model,
                 seed=settings.seed,
@@ -89,6 +89,7 @@ def ensure_fleet_run(
                     "max_turns": settings.max_turns,
                     "timeout": settings.timeout,
                     "personas": [p.name for p in personas],
+                    "target": settings.target.on_record(),
                 },
             )
             session.add(run)

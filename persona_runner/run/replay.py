@@ -5,7 +5,8 @@ Two ways to live it again:
 - `calls`: the recorded tool calls, in order, with their recorded arguments,
   ids rebound to what the replay's own earlier calls were given (`rebind`).
   Nothing decides anything: what changed is the product. The replay is not
-  recorded; its ratings are what the scripted driver makes of its calls.
+  recorded; its ratings are what a rater (the scripted driver's rules, no
+  model) makes of its calls.
 - `driver`: the persona's driver plays the day again (the same seed and date,
   or the model's answers from a cassette). The new day is a tick of its own, in
   a run of its own, and its calls are set beside the old ones by position.
@@ -28,14 +29,15 @@ from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import PersonaSpec
 from persona_runner.domain import CallOutcome, Day, Driver, PersonaProfile, SpaceInfo
-from persona_runner.drivers.scripted import ScriptedDriver
-from persona_runner.run.client import ERROR_LIMIT, GatewayLost, ProductClient, personal_space
 from persona_runner.run.rebind import LOGIN, Rebinder, Rebound, Unbound
 from persona_runner.run.recorder import EXCERPT_LIMIT, TickRecord
 from persona_runner.run.runner import RAN_STATUSES
 from persona_runner.run.shape import describe_shape_change
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.recorded import DayCall, DayRating, DaySpace, RecordedDay, load_day
+from persona_runner.targets.base import Target, Visitor
+from persona_runner.targets.errors import ERROR_LIMIT, GatewayLost
+from persona_runner.targets.product import personal_space
 from persona_runner.util.canonical import input_hash
 from persona_runner.util.text import truncate
 
@@ -102,6 +104,19 @@ class TickReplay(BaseModel):
     replay_tick_id: str | None = None
     #: Why the replay could not be lived to its end (a refused login, a gateway that died), None when it was.
     problem: str | None = None
+
+    @classmethod
+    def of(cls, day: RecordedDay, mode: Mode, target: Target, **found: Any) -> TickReplay:
+        """The replay of `day` in `mode` on `target`, with what was `found` so far."""
+        return cls(
+            tick_id=day.tick_id,
+            persona=day.persona,
+            tick_date=day.tick_date,
+            mode=mode,
+            target=target.address,
+            ratings_before=day.ratings,
+            **found,
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -204,32 +219,25 @@ def _replayed_call(seq: int, module: str, outcome: CallOutcome) -> DayCall:
 
 async def replay_calls(
     day: RecordedDay,
-    persona: PersonaSpec,
-    password: str,
-    client: ProductClient,
+    visitor: Visitor,
+    profile: PersonaProfile,
+    target: Target,
+    rater: Driver,
     *,
     rebinder: Rebinder | None = None,
     latency_ratio: float = DEFAULT_LATENCY_RATIO,
     call_timeout: float = 120.0,
 ) -> TickReplay:
-    """The recorded calls of `day` sent again, in order, as `persona`, ids rebound (see `rebind`).
+    """The recorded calls of `day` sent again, in order, as `visitor`, ids rebound (see `rebind`).
 
     Pass one `rebinder` to the days of one persona replayed in order, so ids handed out on one day
     and used on a later one are rebound too. A product that cannot be used (unreachable, refused
     login) raises ProductError; a gateway that dies midway ends the replay with its `problem`.
     """
     rebinder = rebinder or Rebinder()
-    replay = TickReplay(
-        tick_id=day.tick_id,
-        persona=day.persona,
-        tick_date=day.tick_date,
-        mode="calls",
-        target=client.base_url,
-        ratings_before=day.ratings,
-    )
-    login = await client.login(persona.email, password)
+    replay = TickReplay.of(day, "calls", target)
     history: list[CallOutcome] = []
-    async with client.visit(login, same_kind_of_space(day.space)) as visit:
+    async with target.visit(visitor, same_kind_of_space(day.space)) as visit:
         rebinder.learn(LOGIN, *({"spaces": side} for side in _spaces_aligned(day.spaces, visit.spaces)))
         modules = {tool.name: tool.module for tool in visit.tools}
         for call in day.calls:
@@ -246,14 +254,19 @@ async def replay_calls(
             rebinder.learn(call.seq, call.result(), after.result())
             row = compare_calls(call, after, same_call_expected=False, latency_ratio=latency_ratio)
             replay.calls.append(row.model_copy(update={"rebound": rebound, "unbound": unbound}))
-        replay.ratings_after = await _rate(day, persona.to_profile(), visit.spaces, visit.tools, history)
+        replay.ratings_after = await _rate(rater, day, profile, visit.spaces, visit.tools, history)
     return replay
 
 
 async def _rate(
-    day: RecordedDay, profile: PersonaProfile, spaces: list[SpaceInfo], tools: list[Any], history: list[CallOutcome]
+    rater: Driver,
+    day: RecordedDay,
+    profile: PersonaProfile,
+    spaces: list[SpaceInfo],
+    tools: list[Any],
+    history: list[CallOutcome],
 ) -> list[DayRating]:
-    """The replayed calls rated by the scripted driver's rules (errors, latency): no model is asked."""
+    """The replayed calls rated by `rater`, which has not played them: the history alone speaks."""
     played = Day(
         persona=profile,
         tick_date=date.fromisoformat(day.tick_date),
@@ -263,15 +276,15 @@ async def _rate(
         max_turns=len(day.calls),
     )
     modules = list(dict.fromkeys(played.module_of(outcome.tool) for outcome in history))
-    verdict = await ScriptedDriver().rate(played, modules, history)
+    verdict = await rater.rate(played, modules, history)
     return [DayRating(module=r.module, rating=r.rating, notes=r.notes) for r in verdict.ratings]
 
 
 async def replay_driver(
     day: RecordedDay,
     persona: PersonaSpec,
-    password: str,
-    client: ProductClient,
+    secret: str,
+    target: Target,
     store: Engine,
     run_id: str,
     driver: Driver,
@@ -284,18 +297,17 @@ async def replay_driver(
     """The persona's day played again by `driver` (same seed and date), recorded as a tick of run `run_id`,
     and set beside the recorded one call by call; with the new tick's record, for the run to end on. `number`
     keeps apart the ticks of a run that replays one persona's date more than once (a soak's ticks)."""
-    plan = TickPlan(
+    plan = TickPlan.for_persona(
+        persona,
         run_id=run_id,
-        persona=persona.to_profile(),
-        cadence=persona.tick_cadence,
-        password=password,
+        secret=secret,
         tick_date=date.fromisoformat(day.tick_date),
         seed=day.seed,
         max_turns=max_turns,
         timeout=timeout,
         number=number,
     )
-    record = await run_tick(plan, client=client, driver=driver, store=store)
+    record = await run_tick(plan, target=target, driver=driver, store=store)
     again = await anyio.to_thread.run_sync(load_day, store, record.tick_id)
     assert again is not None, "a tick just played is on record"
     length = max(len(day.calls), len(again.calls))
@@ -308,14 +320,11 @@ async def replay_driver(
         )
         for seq in range(length)
     ]
-    replay = TickReplay(
-        tick_id=day.tick_id,
-        persona=day.persona,
-        tick_date=day.tick_date,
-        mode="driver",
-        target=client.base_url,
+    replay = TickReplay.of(
+        day,
+        "driver",
+        target,
         calls=rows,
-        ratings_before=day.ratings,
         ratings_after=again.ratings,
         replay_tick_id=again.tick_id,
         problem=None if record.status in RAN_STATUSES else f"the day ended {record.status}: {record.error}",

@@ -17,13 +17,16 @@ from sqlalchemy.engine import Engine
 from persona_runner.catalog import PersonaSpec
 from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
-from persona_runner.run.client import ProductClient, ProductError, ProductUnreachable
 from persona_runner.run.rebind import Rebinder
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.replay import DEFAULT_LATENCY_RATIO, Mode, TickReplay, replay_calls, replay_driver
 from persona_runner.run.runner import RunResult, RunSettings, begin_run, end_run
 from persona_runner.run.stopping import Stop
+from persona_runner.run.tick import persona_headers
 from persona_runner.store.recorded import RecordedDay
+from persona_runner.targets.base import Target, Visitor
+from persona_runner.targets.errors import ProductError, ProductUnreachable
+from persona_runner.targets.spec import TargetSpec
 
 
 @dataclass(frozen=True)
@@ -42,17 +45,21 @@ class ReplayRequest:
     days: list[RecordedDay]  # in the order they were lived
     personas: Mapping[str, PersonaSpec]  # by name: every persona of `days`
     secret: str
+    #: Where the days are lived again, as the run of a `driver` replay records it.
+    target: TargetSpec
+    #: Rates the calls of a `calls` replay, which no driver played.
+    rater: Callable[[], Driver]
     mode: Mode = "calls"
     latency_ratio: float = DEFAULT_LATENCY_RATIO
     driver: DriverReplay | None = None  # `driver` mode only
     label: str | None = None
 
 
-async def replay_days(request: ReplayRequest, client: ProductClient, store: Engine) -> list[TickReplay]:
-    """Every day of `request` lived again on `client`'s product, in order. A product that cannot be reached
+async def replay_days(request: ReplayRequest, target: Target, store: Engine) -> list[TickReplay]:
+    """Every day of `request` lived again on `target`, in order. A product that cannot be reached
     stops it all (ProductUnreachable); one that refuses a persona fails that persona's days only."""
     if request.mode == "driver":
-        return await _by_driver(request, client, store)
+        return await _by_driver(request, target, store)
     rebinders: dict[str, Rebinder] = {}
     replays = []
     for day in request.days:
@@ -61,9 +68,10 @@ async def replay_days(request: ReplayRequest, client: ProductClient, store: Engi
             replays.append(
                 await replay_calls(
                     day,
-                    persona,
-                    derive_password(persona.email, request.secret),
-                    client,
+                    Visitor(persona.email, derive_password(persona.email, request.secret), persona_headers(persona)),
+                    persona.to_profile(),
+                    target,
+                    request.rater(),
                     rebinder=rebinders.setdefault(day.persona, Rebinder()),
                     latency_ratio=request.latency_ratio,
                 )
@@ -71,26 +79,16 @@ async def replay_days(request: ReplayRequest, client: ProductClient, store: Engi
         except ProductUnreachable:
             raise
         except ProductError as exc:
-            replays.append(
-                TickReplay(
-                    tick_id=day.tick_id,
-                    persona=day.persona,
-                    tick_date=day.tick_date,
-                    mode="calls",
-                    target=client.base_url,
-                    ratings_before=day.ratings,
-                    problem=str(exc),
-                )
-            )
+            replays.append(TickReplay.of(day, "calls", target, problem=str(exc)))
     return replays
 
 
-async def _by_driver(request: ReplayRequest, client: ProductClient, store: Engine) -> list[TickReplay]:
+async def _by_driver(request: ReplayRequest, target: Target, store: Engine) -> list[TickReplay]:
     driver = request.driver
     assert driver is not None, "a driver replay names its driver"
     replayed = [day.tick_id for day in request.days]
     settings = RunSettings(
-        target=client.base_url,
+        target=request.target,
         driver=driver.name,
         model=driver.model,
         seed=request.days[0].seed if request.days else 0,
@@ -107,8 +105,8 @@ async def _by_driver(request: ReplayRequest, client: ProductClient, store: Engin
         replay, record = await replay_driver(
             day,
             persona,
-            derive_password(persona.email, request.secret),
-            client,
+            request.secret,
+            target,
             store,
             run.run_id,
             driver.make(persona.to_profile()),

@@ -25,16 +25,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from persona_runner.catalog import PersonaSpec, SpaceSpec
-from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
-from persona_runner.run.client import ERROR_LIMIT, ProductClient
 from persona_runner.run.owner import this_process
 from persona_runner.run.recorder import RecordError, TickRecord
 from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
 from persona_runner.store.retry import retrying
-from persona_runner.util.text import truncate
+from persona_runner.targets.errors import ERROR_LIMIT
+from persona_runner.targets.open import opened_target
+from persona_runner.targets.spec import TargetSpec
+from persona_runner.util.text import counted, truncate
 from persona_runner.util.threads import in_daemon_thread
 
 RAN_STATUSES = ("ok", "rating_unparsed")
@@ -42,7 +43,7 @@ RAN_STATUSES = ("ok", "rating_unparsed")
 
 @dataclass(frozen=True)
 class RunSettings:
-    target: str
+    target: TargetSpec
     driver: str
     model: str | None = None
     seed: int = 0
@@ -59,6 +60,8 @@ class RunSettings:
     #: The cassette the LLM drivers recorded to or replayed from: a `replay --mode driver` of a tick plays
     #: the model's answers from it.
     cassette: str | None = None
+    #: The catalog's modules: what the tools of a server that declares none are counted under.
+    modules: frozenset[str] | None = None
 
     def days(self) -> list[date]:
         return [self.tick_date + timedelta(days=day) for day in range(self.repeat)]
@@ -139,7 +142,7 @@ async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[Per
         run_id=new_run_id(),
         runner=str(this_process()),
         label=settings.label,
-        target=settings.target,
+        target=settings.target.address,
         driver=settings.driver,
         model=settings.model,
         seed=settings.seed,
@@ -147,6 +150,7 @@ async def begin_run(store: Engine, settings: RunSettings, personas: Sequence[Per
             **config,
             **({"injected": list(settings.injected)} if settings.injected else {}),
             **({"cassette": settings.cassette} if settings.cassette else {}),
+            "target": settings.target.on_record(),
             "max_turns": settings.max_turns,
             "timeout": settings.timeout,
             "personas": [p.name for p in personas],
@@ -188,7 +192,8 @@ def unrecorded_ticks(ticks: Sequence[TickRecord]) -> str | None:
         return None
     first = unrecorded[0]
     return truncate(
-        f"{len(unrecorded)} of {len(ticks)} ticks could not be recorded; first {first.tick_id}: {first.store_error}",
+        f"{len(unrecorded)} of {counted(len(ticks), 'tick')} could not be recorded; "
+        f"first {first.tick_id}: {first.store_error}",
         ERROR_LIMIT,
     )
 
@@ -219,7 +224,7 @@ async def execute_run(
     limiter = anyio.Semaphore(max(1, settings.concurrency))
     started: list[TickPlan] = []
 
-    async with ProductClient(settings.target, timeout=settings.timeout) as client:
+    async with opened_target(settings.target, timeout=settings.timeout, modules=settings.modules) as target:
 
         async def one(persona: PersonaSpec, day: date) -> None:
             async with limiter:
@@ -229,18 +234,17 @@ async def execute_run(
                 if reason:
                     result.stopped_early = reason
                     return
-                plan = TickPlan(
+                plan = TickPlan.for_persona(
+                    persona,
                     run_id=run.run_id,
-                    persona=persona.to_profile(),
-                    cadence=persona.tick_cadence,
-                    password=derive_password(persona.email, secret),
+                    secret=secret,
                     tick_date=day,
                     seed=settings.seed,
                     max_turns=settings.max_turns,
                     timeout=settings.timeout,
                 )
                 started.append(plan)
-                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store, stop=stop)
+                record = await run_tick(plan, target=target, driver=make_driver(plan.persona), store=store, stop=stop)
                 result.ticks.append(record)
                 on_tick(record)
 

@@ -16,8 +16,9 @@ from sqlmodel import Session
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.credentials import derive_password
-from persona_runner.run.client import ProductClient
 from persona_runner.run.recorder import RecordError, ensure_persona
+from persona_runner.targets.base import Visitor
+from persona_runner.targets.product import ProductClient
 
 
 @dataclass
@@ -49,8 +50,7 @@ def upsert_persona_rows(engine: Engine, catalog: Catalog, user_ids: dict[str, st
 
 async def offered_modules(client: ProductClient, persona: PersonaSpec, secret: str) -> set[str]:
     """The modules the target offers, as one seeded persona sees them in `tools/list`."""
-    login = await client.login(persona.email, derive_password(persona.email, secret))
-    async with client.visit(login) as visit:
+    async with client.visit(Visitor(persona.email, derive_password(persona.email, secret))) as visit:
         return {tool.module for tool in visit.tools}
 
 

@@ -24,10 +24,8 @@ import anyio
 from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import PersonaSpec, SpaceSpec
-from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.cadence import HISTORY_DEPTH, NextDue, PastTick, next_due
-from persona_runner.run.client import ProductClient
 from persona_runner.run.metrics import RunnerMetrics
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import (
@@ -43,6 +41,7 @@ from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import utcnow
 from persona_runner.store.views import persona_ids, recent_ticks
+from persona_runner.targets.open import opened_target
 
 
 def tick_seed(run_seed: int, persona: str, number: int) -> int:
@@ -186,15 +185,14 @@ async def execute_soak(
     numbers = dict.fromkeys((p.name for p in personas), 0)
     changed = anyio.Event()
 
-    async with ProductClient(settings.run.target, timeout=settings.run.timeout) as client:
+    async with opened_target(settings.run.target, timeout=settings.run.timeout, modules=settings.run.modules) as target:
 
         async def tick(persona: PersonaSpec, started_at: datetime) -> None:
             numbers[persona.name] += 1
-            plan = TickPlan(
+            plan = TickPlan.for_persona(
+                persona,
                 run_id=run.run_id,
-                persona=persona.to_profile(),
-                cadence=persona.tick_cadence,
-                password=derive_password(persona.email, secret),
+                secret=secret,
                 tick_date=started_at.date(),
                 seed=tick_seed(settings.run.seed, persona.name, numbers[persona.name]),
                 max_turns=settings.run.max_turns,
@@ -203,7 +201,7 @@ async def execute_soak(
             )
             metrics.tick_started()
             try:
-                record = await run_tick(plan, client=client, driver=make_driver(plan.persona), store=store, stop=stop)
+                record = await run_tick(plan, target=target, driver=make_driver(plan.persona), store=store, stop=stop)
             except anyio.get_cancelled_exc_class():
                 result.aborted.append(persona.name)
                 status.in_flight -= 1

@@ -25,6 +25,8 @@ import anyio
 import httpx2
 from sqlalchemy.engine import Engine
 
+from persona_runner.catalog import PersonaSpec
+from persona_runner.credentials import derive_password
 from persona_runner.domain import (
     CallOutcome,
     Day,
@@ -32,22 +34,19 @@ from persona_runner.domain import (
     MindError,
     PersonaProfile,
     SpaceInfo,
+    ToolInfo,
     TurnLimitReached,
     Verdict,
-)
-from persona_runner.run.client import (
-    ERROR_LIMIT,
-    GatewayLost,
-    McpSession,
-    ProductClient,
-    ProductError,
-    personal_space,
-    root_cause,
 )
 from persona_runner.run.live_tick import LiveTick
 from persona_runner.run.recorder import RecordedCall, RecordError, TickRecord
 from persona_runner.run.stopping import Stop
 from persona_runner.store.models import utcnow
+from persona_runner.targets.base import Target, Visitor
+from persona_runner.targets.errors import ERROR_LIMIT, GatewayLost, ProductError, root_cause
+from persona_runner.targets.mcp import McpSession
+from persona_runner.targets.product import personal_space
+from persona_runner.targets.spec import resolve_headers
 from persona_runner.util.text import truncate
 
 logger = logging.getLogger("persona_runner.run.tick")
@@ -71,6 +70,41 @@ class TickPlan:
     #: the tick's id, which would otherwise be the same for each of its ticks on one day.
     number: int | None = None
     slot: str | None = None  # the due slot a worker plays (see `Tick.slot`)
+    #: Sent with the persona's MCP requests, beside the target's own (`headers` in its catalog entry).
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def for_persona(
+        cls,
+        persona: PersonaSpec,
+        *,
+        run_id: str,
+        secret: str,
+        tick_date: date,
+        seed: int,
+        max_turns: int,
+        timeout: float,
+        number: int | None = None,
+        slot: str | None = None,
+    ) -> TickPlan:
+        """The plan of `persona`'s day: its password derived from `secret`, its headers' variables read now."""
+        return cls(
+            run_id=run_id,
+            persona=persona.to_profile(),
+            cadence=persona.tick_cadence,
+            password=derive_password(persona.email, secret),
+            tick_date=tick_date,
+            seed=seed,
+            max_turns=max_turns,
+            timeout=timeout,
+            number=number,
+            slot=slot,
+            headers=tuple(persona_headers(persona).items()),
+        )
+
+    @property
+    def visitor(self) -> Visitor:
+        return Visitor(self.persona.email, self.password, dict(self.headers))
 
     @property
     def tick_id(self) -> str:
@@ -87,8 +121,17 @@ def choose_space(plan: TickPlan, spaces: list[SpaceInfo]) -> SpaceInfo:
     return personal_space(spaces)
 
 
+def persona_headers(persona: PersonaSpec) -> dict[str, str]:
+    """The persona's own headers, their `${VAR}`s read from the environment (one line when one is not set)."""
+    return resolve_headers(persona.headers, f"persona {persona.name}")
+
+
 class TickTimeout(Exception):
     pass
+
+
+class NothingToUse(ProductError):
+    """None of the tools the target offers belongs to a module the persona uses."""
 
 
 class _Recorder:
@@ -171,7 +214,7 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
 
 
 async def run_tick(
-    plan: TickPlan, *, client: ProductClient, driver: Driver, store: Engine, stop: Stop | None = None
+    plan: TickPlan, *, target: Target, driver: Driver, store: Engine, stop: Stop | None = None
 ) -> TickRecord:
     """Play one persona's day against the product and record it.
 
@@ -207,7 +250,7 @@ async def run_tick(
         await live.open()
         deadline = time.monotonic() + plan.timeout
         with anyio.fail_after(plan.timeout + GUARD_GRACE_SECONDS):
-            verdict = await _play_day(plan, client, driver, live, transcript, deadline)
+            verdict = await _play_day(plan, target, driver, live, transcript, deadline)
     except anyio.get_cancelled_exc_class():
         record.status, record.error = (
             "aborted",
@@ -252,19 +295,20 @@ async def _finish(driver: Driver, live: LiveTick, transcript: dict[str, Any], ve
 
 async def _play_day(
     plan: TickPlan,
-    client: ProductClient,
+    target: Target,
     driver: Driver,
     live: LiveTick,
     transcript: dict[str, Any],
     deadline: float,
 ) -> Verdict:
     record = live.record
-    login = await client.login(plan.persona.email, plan.password)
-    record.persona_id = login.user_id
-    async with client.visit(login, lambda spaces: choose_space(plan, spaces)) as visit:
-        transcript["space"] = {"id": visit.space.id, "name": visit.space.name, "type": visit.space.type}
+    async with target.visit(plan.visitor, lambda spaces: choose_space(plan, spaces)) as visit:
+        record.persona_id = visit.persona_id
+        if visit.space is not None:
+            transcript["space"] = {"id": visit.space.id, "name": visit.space.name, "type": visit.space.type}
         transcript["spaces"] = [{"id": s.id, "name": s.name, "type": s.type, "role": s.role} for s in visit.spaces]
         transcript["tools_offered"] = [tool.name for tool in visit.tools]
+        _require_a_tool_to_use(plan, visit.tools)
         day = Day(
             persona=plan.persona,
             tick_date=plan.tick_date,
@@ -280,3 +324,16 @@ async def _play_day(
             await driver.play(day, recorder.act)
         history = [call.outcome for call in record.calls]
         return await driver.rate(day, record.modules_used(), history)
+
+
+def _require_a_tool_to_use(plan: TickPlan, tools: list[ToolInfo]) -> None:
+    """A day whose persona has nothing to use on this target is a finding about the catalog, said as such."""
+    wanted = sorted(module for module, weight in plan.persona.module_mix.items() if weight > 0)
+    if any(tool.module in wanted for tool in tools):
+        return
+    offered = ", ".join(f"{tool.name} ({tool.module})" for tool in tools[:8]) + (" ..." if len(tools) > 8 else "")
+    raise NothingToUse(
+        f"no tool offered belongs to a module of {plan.persona.name} ({', '.join(wanted)}); "
+        f"the target offers {offered or 'no tools'}: name the catalog's modules after them "
+        "(see `persona-runner catalog validate --against`)"
+    )

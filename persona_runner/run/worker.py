@@ -35,9 +35,7 @@ from procrastinate.worker import Worker
 from sqlalchemy.engine import Engine
 
 from persona_runner.catalog import PersonaSpec
-from persona_runner.credentials import derive_password
 from persona_runner.domain import Driver, PersonaProfile
-from persona_runner.run.client import ProductClient
 from persona_runner.run.fleet import claim_slot, due_now, ensure_fleet_run, interrupt_slot, paused
 from persona_runner.run.metrics import RunnerMetrics, keep_beating
 from persona_runner.run.queue import (
@@ -57,6 +55,8 @@ from persona_runner.run.soak import tick_seed
 from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
+from persona_runner.targets.base import Target
+from persona_runner.targets.open import opened_target
 
 logger = logging.getLogger("persona_runner.run.worker")
 
@@ -167,7 +167,7 @@ class Fleet:
         *,
         secret: str,
         store: Engine,
-        client: ProductClient,
+        target: Target,
         make_driver: Callable[[PersonaProfile], Driver],
         stop: Stop,
         metrics: RunnerMetrics,
@@ -177,7 +177,7 @@ class Fleet:
         self.personas = {p.name: p for p in personas}
         self.secret = secret
         self.store = store
-        self.client = client
+        self.target = target
         self.make_driver = make_driver
         self.stop = stop
         self.metrics = metrics
@@ -196,11 +196,10 @@ class Fleet:
             logger.info("%s: slot %s was already played", persona, slot)
             return
         settings = self.settings.run
-        plan = TickPlan(
+        plan = TickPlan.for_persona(
+            spec,
             run_id=self.run.run_id,
-            persona=spec.to_profile(),
-            cadence=spec.tick_cadence,
-            password=derive_password(spec.email, self.secret),
+            secret=self.secret,
             tick_date=now.date(),
             seed=tick_seed(self.run.seed, persona, number),
             max_turns=settings.max_turns,
@@ -213,7 +212,7 @@ class Fleet:
         try:
             with self.stop.guard():
                 driver = self.make_driver(plan.persona)
-                record = await run_tick(plan, client=self.client, driver=driver, store=self.store, stop=self.stop)
+                record = await run_tick(plan, target=self.target, driver=driver, store=self.store, stop=self.stop)
         finally:
             self.metrics.tick_ended(record) if record else self.metrics.tick_cut_off()
         if record is None:
@@ -321,14 +320,17 @@ async def run_worker(
     """
     run = await anyio.to_thread.run_sync(ensure_fleet_run, store, settings.run, personas, settings.every)
     app = queue_app(store_url, run.run_id, periodic=settings)
-    async with app.open_async(), ProductClient(settings.run.target, timeout=settings.run.timeout) as client:
+    async with (
+        app.open_async(),
+        opened_target(settings.run.target, timeout=settings.run.timeout, modules=settings.run.modules) as target,
+    ):
         fleet = Fleet(
             settings,
             run,
             personas,
             secret=secret,
             store=store,
-            client=client,
+            target=target,
             make_driver=make_driver,
             stop=stop,
             metrics=metrics,

@@ -1,4 +1,4 @@
-"""Talking to a product over the wire: login, spaces, an MCP session, timed tool calls.
+"""A persona product: derived login, spaces, and an MCP session at `/mcp` in the chosen space.
 
 The runner never imports the product: everything goes through HTTP and MCP,
 so any product that speaks the same protocol can be exercised.
@@ -6,41 +6,22 @@ so any product that speaks the same protocol can be exercised.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
 from pydantic import BaseModel, ValidationError
 
-from persona_runner.domain import CallOutcome, SpaceInfo, ToolInfo, module_of_tool
-from persona_runner.util.text import one_line, truncate
+from persona_runner.domain import SpaceInfo
+from persona_runner.targets.base import ChooseSpace, Visit, Visitor
+from persona_runner.targets.errors import LoginFailed, ProductError, ProductUnreachable
+from persona_runner.targets.http_sessions import SessionPool
+from persona_runner.util.text import one_line
 
-ERROR_LIMIT = 500
 #: Seconds an HTTP request to the product may take (login, spaces, seeding); tool calls have the tick's own.
 DEFAULT_TIMEOUT = 30.0
-
-
-class ProductError(Exception):
-    """The product could not be used (unreachable, refused login, broken answer)."""
-
-
-class ProductUnreachable(ProductError):
-    pass
-
-
-class LoginFailed(ProductError):
-    pass
-
-
-class GatewayLost(ProductError):
-    """The MCP gateway stopped answering in the middle of a tick."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +29,6 @@ class Login:
     token: str
     user_id: str
     email: str
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The first leaf of an exception group: what actually failed, under the task groups that carried it."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _error_text(response: httpx2.Response) -> str:
@@ -94,6 +68,7 @@ class _PersonaUpserted(BaseModel):
 
 
 class _ListedPersona(BaseModel):
+    id: str
     email: str
 
 
@@ -113,34 +88,35 @@ def personal_space(spaces: list[SpaceInfo]) -> SpaceInfo:
     return next((s for s in spaces if s.type == "personal"), spaces[0])
 
 
-@dataclass(frozen=True)
-class Visit:
-    """A logged-in persona at work in one of its spaces: the session to call tools on, and what it offers."""
-
-    spaces: list[SpaceInfo]
-    space: SpaceInfo
-    mcp: McpSession
-    tools: list[ToolInfo]
-
-
 class ProductClient:
     """The product's HTTP API, as a persona or the harness's seeding step uses it."""
 
-    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, admin_token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        admin_token: str | None = None,
+        modules: Collection[str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.admin_token = admin_token
-        headers = {"X-Admin-Token": admin_token} if admin_token else {}
-        #: One TLS context for the API and every persona's MCP session: each new one loads the CA bundle, about
-        #: a megabyte and 20 ms, which 200 personas in flight would pay 200 times.
-        self._tls = httpx2.create_ssl_context()
-        self._http = httpx2.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers, verify=self._tls)
+        #: The catalog's modules, for tools that do not declare theirs (see `module_of_tool`).
+        self.modules = modules
+        self._pool = SessionPool(timeout)
+        self._http = self._pool.client({"X-Admin-Token": admin_token} if admin_token else {}, self.base_url)
+
+    @property
+    def address(self) -> str:
+        return self.base_url
 
     async def __aenter__(self) -> ProductClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
+        await self._pool.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
         try:
@@ -213,17 +189,18 @@ class ProductClient:
         ).spaces
 
     @asynccontextmanager
-    async def visit(
-        self, login: Login, choose: Callable[[list[SpaceInfo]], SpaceInfo] = personal_space
-    ) -> AsyncIterator[Visit]:
-        """How every persona's day starts once logged in: its spaces, the one it works in, an MCP session
-        there, the tools."""
+    async def visit(self, visitor: Visitor, choose: ChooseSpace = personal_space) -> AsyncIterator[Visit]:
+        """How every persona's day starts: login, its spaces, the one it works in, an MCP session there."""
+        login = await self.login(visitor.email, visitor.password)
         spaces = await self.spaces(login.token)
         if not spaces:
             raise ProductError(f"{login.email} belongs to no space; the product must give every user a personal space")
         space = choose(spaces)
-        async with self.mcp_session(login.token, space.id) as mcp:
-            yield Visit(spaces=spaces, space=space, mcp=mcp, tools=await mcp.list_tools())
+        headers = {"Authorization": f"Bearer {login.token}", "X-Space": space.id}
+        hint = "is --target a persona product with an MCP gateway?"
+        async with self._pool.session(f"{self.base_url}/mcp", headers, self.modules, hint) as mcp:
+            tools = await mcp.list_tools()
+            yield Visit(persona_id=login.user_id, mcp=mcp, tools=tools, spaces=spaces, space=space)
 
     # admin -----------------------------------------------------------------
 
@@ -238,11 +215,22 @@ class ProductClient:
         )
         return answer.user.id, answer.change
 
+    async def persona_accounts(self) -> dict[str, str]:
+        """The persona accounts the product has: user id by email."""
+        listed = (await self._call("GET", "/api/v1/admin/personas", _PersonasAnswer)).personas
+        return {persona.email: persona.id for persona in listed}
+
     async def persona_emails(self) -> set[str]:
         """The emails of the persona accounts the product already has."""
-        return {
-            persona.email for persona in (await self._call("GET", "/api/v1/admin/personas", _PersonasAnswer)).personas
-        }
+        return set(await self.persona_accounts())
+
+    async def delete_persona(self, user_id: str) -> None:
+        """Delete a persona account and everything of theirs; the product refuses any account that is not one."""
+        response = await self._request("DELETE", f"/api/v1/admin/personas/{user_id}")
+        if response.status_code != 204:
+            raise ProductError(
+                f"DELETE /api/v1/admin/personas/{user_id} answered {response.status_code}: {_error_text(response)}"
+            )
 
     async def ensure_space(self, *, name: str, type: str, members: list[str]) -> list[str]:
         """Returns the member emails newly added."""
@@ -251,95 +239,3 @@ class ProductClient:
                 "POST", "/api/v1/admin/spaces", _SpaceEnsured, json={"name": name, "type": type, "members": members}
             )
         ).added
-
-    # MCP -------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def mcp_session(self, token: str, space_id: str) -> AsyncIterator[McpSession]:
-        http = httpx2.AsyncClient(
-            headers={"Authorization": f"Bearer {token}", "X-Space": space_id}, timeout=self.timeout, verify=self._tls
-        )
-        transport = streamable_http_client(f"{self.base_url}/mcp", http_client=http)
-        try:
-            async with http, Client(transport) as client:
-                yield McpSession(client, self.base_url)
-        except Exception as raised:
-            # The SDK's task groups wrap what went wrong; tool calls answer their own MCP errors,
-            # so one here is about the session itself (opening it, tools/list).
-            cause = root_cause(raised)
-            if isinstance(cause, httpx2.TransportError):
-                raise GatewayLost(
-                    f"MCP gateway at {self.base_url}/mcp stopped answering: {type(cause).__name__}: {cause}"
-                ) from None
-            if isinstance(cause, MCPError):
-                raise ProductError(
-                    f"{self.base_url}/mcp refused the MCP session ({cause}); "
-                    "is --target a persona product with an MCP gateway?"
-                ) from None
-            raise
-
-
-def tool_info(tool: Any) -> ToolInfo:
-    """A `tools/list` entry as drivers see it; the module comes from `_meta` when present."""
-    meta = tool.meta or {}
-    annotations = tool.annotations
-    return ToolInfo(
-        name=tool.name,
-        description=tool.description or "",
-        module=module_of_tool(tool.name, str(meta.get("module") or "") or None),
-        input_schema=dict(tool.input_schema),
-        policy_hint=str(meta.get("policyHint", "read" if annotations and annotations.read_only_hint else "write")),
-        read_only=bool(annotations and annotations.read_only_hint),
-        destructive=bool(annotations and annotations.destructive_hint),
-    )
-
-
-class McpSession:
-    def __init__(self, client: Client, base_url: str) -> None:
-        self._client = client
-        self._base_url = base_url
-
-    async def list_tools(self) -> list[ToolInfo]:
-        tools: list[ToolInfo] = []
-        cursor: str | None = None
-        while True:
-            page = await self._client.list_tools(cursor=cursor)
-            tools.extend(tool_info(t) for t in page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                return tools
-
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallOutcome:
-        """One timed `tools/call`. A tool error is an outcome, not an exception;
-        a dead gateway raises GatewayLost, and the caller times the lost call itself."""
-        started = time.perf_counter()
-        try:
-            result = await self._client.call_tool(name, arguments)
-        except MCPError as exc:
-            latency = (time.perf_counter() - started) * 1000
-            return CallOutcome(
-                tool=name,
-                arguments=arguments,
-                outcome="error",
-                latency_ms=latency,
-                error=truncate(f"MCP error: {exc}", ERROR_LIMIT),
-            )
-        except (httpx2.TransportError, ConnectionError) as exc:
-            raise GatewayLost(
-                f"MCP gateway at {self._base_url}/mcp stopped answering during {name}: {type(exc).__name__}: {exc}"
-            ) from None
-        latency = (time.perf_counter() - started) * 1000
-        text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-        structured = result.structured_content if isinstance(result.structured_content, dict) else None
-        if result.is_error:
-            return CallOutcome(
-                tool=name,
-                arguments=arguments,
-                outcome="error",
-                latency_ms=latency,
-                error=truncate(text or "tool reported an error with no message", ERROR_LIMIT),
-                text=text,
-            )
-        return CallOutcome(
-            tool=name, arguments=arguments, outcome="ok", latency_ms=latency, structured=structured, text=text
-        )
