@@ -118,6 +118,24 @@ async def test_failed_logins_are_throttled_per_account_and_right_passwords_never
     assert locked.json()["error"].startswith("too many failed logins from 127.0.0.1: try again in ")
 
 
+async def test_personas_logging_in_all_at_once_from_one_address_are_never_throttled(tmp_path: Path) -> None:
+    """A harness starts many personas together: right passwords in flight are no failures, however many."""
+    emails = [f"p{n}@example.test" for n in range(12)]
+    with running_product(str(tmp_path / "p.db"), tmp_path, login_failures_per_source=5) as product:
+        for email in emails:
+            await product.persona(email)
+        statuses: list[int] = []
+        async with product.http() as http, anyio.create_task_group() as group:
+
+            async def login(email: str) -> None:
+                answer = await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+                statuses.append(answer.status_code)
+
+            for email in emails:
+                group.start_soon(login, email)
+    assert statuses == [200] * len(emails)
+
+
 async def test_an_account_is_throttled_after_ten_failures_whoever_sends_them(tmp_path: Path) -> None:
     with running_product(str(tmp_path / "p.db"), tmp_path) as product:
         await product.persona("target@example.test")

@@ -1,9 +1,13 @@
 """What keeps a flood of logins from hurting anyone else: failed attempts are throttled per
 source address and per account, and the slow password checks take turns on their own threads.
 
-Only failures count (an attempt counts from the moment it starts, and is
-forgiven when it succeeds), so the harness logging in hundreds of personas
-from one address, with the right passwords, is never throttled.
+Only failures count, so the harness logging in hundreds of personas at once
+from one address, with the right passwords, is never throttled. Against one
+account an attempt counts from the moment it starts, and is forgiven when it
+succeeds, so guesses sent side by side cannot slip past its limit; against an
+address only finished failures count, or a few hundred personas logging in at
+once would look like a flood (guesses from one address wait on the hashing
+slots anyway, a few per second at most).
 """
 
 from __future__ import annotations
@@ -107,10 +111,13 @@ class LoginGuard:
             raise LoginThrottled(f"too many failed logins for {account}: try again in {math.ceil(wait)} s", wait)
         if (wait := self._by_source.wait(source)) is not None:
             raise LoginThrottled(f"too many failed logins from {source}: try again in {math.ceil(wait)} s", wait)
-        stamps = self._by_account.add(account), self._by_source.add(source)
-        yield
-        self._by_account.forgive(account, stamps[0])
-        self._by_source.forgive(source, stamps[1])
+        stamp = self._by_account.add(account)
+        try:
+            yield
+        except BaseException:
+            self._by_source.add(source)
+            raise
+        self._by_account.forgive(account, stamp)
 
     async def hashing(self, fn: Callable[[], T]) -> T:
         """Run `fn` (which hashes or verifies a password) in a thread, taking turns with the other checks."""
