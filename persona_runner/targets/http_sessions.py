@@ -16,7 +16,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from persona_runner.targets.mcp import McpSession, mcp_session
+from persona_runner.targets.mcp import McpSession, SharedValidators, mcp_session
 
 #: Connections kept open between calls: enough for every persona in flight at the highest --concurrency.
 KEPT_ALIVE = 256
@@ -36,10 +36,12 @@ class _Borrowed(httpx2.AsyncBaseTransport):
 
 
 class SessionPool:
-    """One TLS context and one connection pool for a target's API calls and all its MCP sessions."""
+    """One TLS context and one connection pool for a target's API calls and all its MCP sessions, and one
+    set of compiled output-schema validators (see `SharedValidators`)."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        self.validators = SharedValidators()
         self.tls = httpx2.create_ssl_context()
         self._transport = httpx2.AsyncHTTPTransport(
             verify=self.tls, limits=httpx2.Limits(max_connections=None, max_keepalive_connections=KEPT_ALIVE)
@@ -58,7 +60,7 @@ class SessionPool:
         """An MCP session at `url` sending `headers` (see `mcp_session` for what its failures say)."""
         http = self.client(headers)
         client = Client(streamable_http_client(url, http_client=http))
-        async with http, mcp_session(client, url, modules, hint=hint) as mcp:
+        async with http, mcp_session(client, url, modules, hint=hint, validators=self.validators) as mcp:
             yield mcp
 
     async def aclose(self) -> None:

@@ -19,7 +19,50 @@ from mcp.types import TextContent
 
 from persona_runner.domain import CallOutcome, ToolInfo, module_of_tool
 from persona_runner.targets.errors import ERROR_LIMIT, GatewayLost, ProductError, root_cause
+from persona_runner.util.canonical import canonical_json
 from persona_runner.util.text import truncate
+
+
+class SharedValidators:
+    """The compiled output-schema validators of one target, lent to every session on it.
+
+    The SDK checks each structured result against its tool's output schema, and compiles
+    the schema into a validator the first time a session meets the tool: compiling costs
+    about sixty validations, and with 200 personas in flight, each with a session of its
+    own, it took a third of the runner's time. Here the first session to list the tools
+    compiles every schema, through the SDK's own compiler, and each later session whose
+    listing gave a tool the same schema is lent the same validator. The SDK keeps both in
+    private tables of its session; should they ever be gone, it compiles per session
+    again, as before: slower, never wrong.
+    """
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, tuple[str, Any]] = {}  # tool -> (its schema as canonical JSON, validator)
+
+    def lend(self, session: Any) -> None:
+        """Give a session that just listed its tools a compiled validator for every tool with an output schema."""
+        schemas, validators = _validator_tables(session)
+        for name, schema in schemas.items():
+            if schema is None:
+                continue
+            key = canonical_json(schema)
+            kept = self._compiled.get(name)
+            if kept is not None and kept[0] == key:
+                validators.setdefault(name, kept[1])
+                continue
+            try:
+                self._compiled[name] = (key, session._output_schema_validator(name, schema))
+            except (AttributeError, RuntimeError):  # no such compiler, or a schema it refuses: the call will say so
+                continue
+
+
+def _validator_tables(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The SDK session's output schemas and compiled validators, by tool (empty when it keeps none)."""
+    schemas = getattr(session, "_tool_output_schemas", None)
+    validators = getattr(session, "_tool_output_validators", None)
+    if isinstance(schemas, dict) and isinstance(validators, dict):
+        return schemas, validators
+    return {}, {}
 
 
 def tool_info(tool: Any, modules: Collection[str] | None = None) -> ToolInfo:
@@ -40,13 +83,18 @@ def tool_info(tool: Any, modules: Collection[str] | None = None) -> ToolInfo:
 
 @asynccontextmanager
 async def mcp_session(
-    client: Client, where: str, modules: Collection[str] | None = None, *, hint: str = "is it an MCP server?"
+    client: Client,
+    where: str,
+    modules: Collection[str] | None = None,
+    *,
+    hint: str = "is it an MCP server?",
+    validators: SharedValidators | None = None,
 ) -> AsyncIterator[McpSession]:
     """`client` connected, as a session on the server at `where`; a server that cannot be reached or refuses
     the session is one ProductError naming `where`, and `hint` saying what to check."""
     try:
         async with client:
-            yield McpSession(client, where, modules)
+            yield McpSession(client, where, modules, validators or SharedValidators())
     except Exception as raised:
         # The SDK's task groups wrap what went wrong; tool calls answer their own MCP errors,
         # so one here is about the session itself (opening it, tools/list).
@@ -59,10 +107,17 @@ async def mcp_session(
 
 
 class McpSession:
-    def __init__(self, client: Client, where: str, modules: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        where: str,
+        modules: Collection[str] | None = None,
+        validators: SharedValidators | None = None,
+    ) -> None:
         self._client = client
         self._where = where
         self._modules = modules
+        self._validators = validators or SharedValidators()
 
     async def list_tools(self) -> list[ToolInfo]:
         tools: list[ToolInfo] = []
@@ -72,6 +127,7 @@ class McpSession:
             tools.extend(tool_info(t, self._modules) for t in page.tools)
             cursor = page.next_cursor
             if not cursor:
+                self._validators.lend(self._client.session)
                 return tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallOutcome:

@@ -19,7 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from persona_runner.targets.base import ChooseSpace, Visit, Visitor
 from persona_runner.targets.errors import ProductError
-from persona_runner.targets.mcp import McpSession, mcp_session
+from persona_runner.targets.mcp import McpSession, SharedValidators, mcp_session
 from persona_runner.util.text import one_line
 
 HINT = "does --mcp-stdio start an MCP server on stdin/stdout?"
@@ -36,6 +36,7 @@ class McpStdioTarget:
         self.command = command
         self.env = dict(env)
         self.modules = modules
+        self.validators = SharedValidators()
 
     @property
     def address(self) -> str:
@@ -63,7 +64,9 @@ class McpStdioTarget:
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
             try:
                 client = Client(stdio_client(params, errlog=log))
-                async with mcp_session(client, self.address, self.modules, hint=HINT) as mcp:
+                async with mcp_session(
+                    client, self.address, self.modules, hint=HINT, validators=self.validators
+                ) as mcp:
                     yield mcp
             except OSError as exc:
                 raise ProductError(f"could not start {self.address}: {exc.strerror or exc}{_last_words(log)}") from None
