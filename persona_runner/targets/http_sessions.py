@@ -20,6 +20,9 @@ from persona_runner.targets.mcp import McpSession, SharedValidators, mcp_session
 
 #: Connections kept open between calls: enough for every persona in flight at the highest --concurrency.
 KEPT_ALIVE = 256
+#: How long an idle connection is kept for reuse: well under the 5 s after which common servers (uvicorn,
+#: node) close one, so a request never goes out on a connection the server is closing at that moment.
+IDLE_SECONDS = 2.0
 
 
 class _Borrowed(httpx2.AsyncBaseTransport):
@@ -44,7 +47,10 @@ class SessionPool:
         self.validators = SharedValidators()
         self.tls = httpx2.create_ssl_context()
         self._transport = httpx2.AsyncHTTPTransport(
-            verify=self.tls, limits=httpx2.Limits(max_connections=None, max_keepalive_connections=KEPT_ALIVE)
+            verify=self.tls,
+            limits=httpx2.Limits(
+                max_connections=None, max_keepalive_connections=KEPT_ALIVE, keepalive_expiry=IDLE_SECONDS
+            ),
         )
 
     def client(self, headers: Mapping[str, str], base_url: str = "") -> httpx2.AsyncClient:
