@@ -581,7 +581,12 @@ async def test_a_store_the_previous_version_wrote_opens_and_records_a_tick(store
     old.dispose()
 
     store = open_store(store_url)
-    assert indexes(store) == before | {"ix_ticks_running"}
+    assert indexes(store) == before | {
+        "ix_ticks_running",
+        "ix_actions_created",
+        "ix_ticks_started",
+        "ix_feedback_created",
+    }
     spec = persona("maya")
     plan = plan_for(spec, max_turns=6)
     async with seeded_product(tmp_path, store, spec, "1ms") as url, ProductClient(url, timeout=30) as client:

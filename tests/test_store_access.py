@@ -12,8 +12,10 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from persona_runner.store.db import open_store
 from tests.cli_helpers import cli, one_line_error
 from tests.test_report import NOW, build_known_store
 
@@ -128,3 +130,28 @@ def test_a_postgresql_store_opens_for_reading(pg_url: str) -> None:
     done = cli("runs", "list", "--db", pg_url)
     assert done.returncode == 0, done.stderr
     assert " r1 " in done.stdout
+
+
+#: The indexes a report's window reads through, which stores written before them lack.
+WINDOW_INDEXES = {
+    "persona_actions": "ix_actions_created",
+    "persona_feedback": "ix_feedback_created",
+    "ticks": "ix_ticks_started",
+}
+
+
+def test_a_store_written_before_the_window_indexes_gains_them_when_opened_for_recording(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    build_known_store(f"sqlite:///{db}").engine.dispose()
+    with closing(sqlite3.connect(db)) as conn:
+        for index in WINDOW_INDEXES.values():
+            conn.execute(f"DROP INDEX {index}")
+        conn.commit()
+
+    engine = open_store(str(db))
+    try:
+        inspector = inspect(engine)
+        for table, index in WINDOW_INDEXES.items():
+            assert index in {found["name"] for found in inspector.get_indexes(table)}
+    finally:
+        engine.dispose()

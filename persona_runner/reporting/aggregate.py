@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Integer, and_, case, cast, func, or_, select, true, tuple_
+from sqlalchemy import and_, func, select, true, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.domain import module_of_tool
+from persona_runner.reporting.actions import PERCENTILES as PERCENTILES  # read by the tests of the percentile rule
+from persona_runner.reporting.actions import Counts, TickRollup, tick_rollup, tool_stats
 from persona_runner.reporting.failures import failure_groups
 from persona_runner.reporting.gate import Thresholds, what_changed
 from persona_runner.reporting.look_at import store_argument, ticks_to_look_at
@@ -42,12 +45,10 @@ from persona_runner.reporting.model import (
 from persona_runner.reporting.tables import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, in_scope
 from persona_runner.store.db import describe
 from persona_runner.store.models import (
-    IS_PRODUCT_ERROR,
     PRODUCT_ERROR,
 )
 from persona_runner.util.errors import UserError
 
-PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 TOP_ERRORS = 5
 NOTES_PER_MODULE = 10
 
@@ -111,13 +112,6 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
     return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
 
 
-def _action_counts(conn: Connection, scope: Scope, *keys: ColumnElement[Any], by_tick: bool = False) -> list[Any]:
-    """Calls and errors grouped by the given keys (which may be columns of each action's tick, with `by_tick`)."""
-    stmt = select(*keys, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
-    joined = [TICKS.c.tick_id == ACTIONS.c.tick_id] if by_tick else []
-    return list(conn.execute(stmt.where(in_scope(ACTIONS, scope), *joined).group_by(*keys)))
-
-
 def _rating_stats(
     conn: Connection, scope: Scope, *keys: ColumnElement[Any], by_tick: bool = False
 ) -> dict[tuple[Any, ...], RatingStats]:
@@ -132,157 +126,6 @@ def _rating_stats(
     return {
         tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows
     }
-
-
-def _tool_rows(conn: Connection, scope: Scope) -> list[Any]:
-    """Calls, errors and latency p50/p95/p99 per tool.
-
-    Percentiles interpolate linearly between ranked values, as PostgreSQL's
-    `percentile_cont` does: position h = (n-1)p, value = v[floor h] +
-    frac(h) * (v[floor h + 1] - v[floor h]). SQLite has no such aggregate.
-    It is the rule of `persona_runner.util.stats.percentile` too, by which the
-    scripted personas judge latency, so both read the same p95 off the same calls.
-    """
-    if conn.dialect.name != "postgresql":
-        return _sqlite_tool_rows(conn, scope)
-    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
-    counts = (func.count().label("calls"), func.sum(IS_PRODUCT_ERROR).label("errors"))
-    percentiles = [
-        func.percentile_cont(p).within_group(ACTIONS.c.latency_ms).label(name) for name, p in PERCENTILES.items()
-    ]
-    return list(conn.execute(select(*keys, *counts, *percentiles).where(in_scope(ACTIONS, scope)).group_by(*keys)))
-
-
-def _sqlite_tool_rows(conn: Connection, scope: Scope) -> list[Any]:
-    """The same figures on SQLite, without sorting every action.
-
-    Ranking a million rows with ROW_NUMBER takes SQLite longer than the whole
-    report may. So one pass counts calls per tool and whole millisecond; a
-    running COUNT over that small histogram says which millisecond holds each
-    rank a percentile needs; a second pass ranks only the actions inside
-    those few milliseconds. The result is exact, not an estimate.
-    """
-    millisecond = cast(ACTIONS.c.latency_ms, Integer)
-    histogram = (
-        select(
-            ACTIONS.c.module,
-            ACTIONS.c.tool_name,
-            millisecond.label("ms"),
-            func.count().label("calls"),
-            func.sum(IS_PRODUCT_ERROR).label("errors"),
-        )
-        .where(in_scope(ACTIONS, scope))
-        .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, millisecond)
-        .cte("histogram")
-    )
-    per_tool = (histogram.c.module, histogram.c.tool_name)
-    running = select(
-        *per_tool,
-        histogram.c.ms,
-        histogram.c.calls,
-        (func.sum(histogram.c.calls).over(partition_by=per_tool, order_by=histogram.c.ms) - histogram.c.calls).label(
-            "before"
-        ),
-        func.sum(histogram.c.calls).over(partition_by=per_tool).label("n"),
-    ).cte("running")
-    ranks = [cast((running.c.n - 1) * p, Integer) + step for p in PERCENTILES.values() for step in (0, 1)]
-    needed = (
-        select(running)
-        .where(or_(*[and_(rank >= running.c.before, rank < running.c.before + running.c.calls) for rank in ranks]))
-        .cte("needed")
-    )
-    inside = (
-        select(
-            needed.c.module,
-            needed.c.tool_name,
-            needed.c.n,
-            ACTIONS.c.latency_ms,
-            (
-                needed.c.before
-                + func.row_number().over(
-                    partition_by=(needed.c.module, needed.c.tool_name, needed.c.ms), order_by=ACTIONS.c.latency_ms
-                )
-                - 1
-            ).label("i"),
-        )
-        .select_from(
-            ACTIONS.join(
-                needed,
-                and_(
-                    ACTIONS.c.module == needed.c.module,
-                    ACTIONS.c.tool_name == needed.c.tool_name,
-                    millisecond == needed.c.ms,
-                ),
-            )
-        )
-        .where(in_scope(ACTIONS, scope))
-        .subquery()
-    )
-
-    def percentile(p: float, name: str) -> ColumnElement[Any]:
-        position = (inside.c.n - 1) * p
-        below = cast(position, Integer)
-        low = func.max(case((inside.c.i == below, inside.c.latency_ms)))
-        high = func.coalesce(func.max(case((inside.c.i == below + 1, inside.c.latency_ms))), low)
-        return (low + (position - below) * (high - low)).label(name)
-
-    latencies = (
-        select(inside.c.module, inside.c.tool_name, *[percentile(p, name) for name, p in PERCENTILES.items()])
-        .group_by(inside.c.module, inside.c.tool_name, inside.c.n)
-        .subquery()
-    )
-    totals = (
-        select(*per_tool, func.sum(histogram.c.calls).label("calls"), func.sum(histogram.c.errors).label("errors"))
-        .group_by(*per_tool)
-        .subquery()
-    )
-    stmt = select(totals, *[latencies.c[name] for name in PERCENTILES]).join(
-        latencies, and_(latencies.c.module == totals.c.module, latencies.c.tool_name == totals.c.tool_name)
-    )
-    return list(conn.execute(stmt))
-
-
-def _latency_histograms(conn: Connection, scope: Scope) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """Calls per tool and whole millisecond: the latency distributions the gate's rank test compares.
-
-    Latencies are cut to whole milliseconds (truncated, as `_sqlite_tool_rows` buckets them): finer
-    differences are not regressions anyone ships a fix for, and a tool's histogram stays small.
-    """
-    latency = ACTIONS.c.latency_ms
-    whole = cast(func.trunc(latency) if conn.dialect.name == "postgresql" else latency, Integer).label("ms")
-    keys = (ACTIONS.c.module, ACTIONS.c.tool_name)
-    rows = conn.execute(
-        select(*keys, whole, func.count().label("calls"))
-        .where(in_scope(ACTIONS, scope))
-        .group_by(*keys, whole)
-        .order_by(*keys, whole)
-    )
-    histograms: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for row in rows:
-        histograms[(row.module, row.tool_name)].append((int(row.ms), int(row.calls)))
-    return histograms
-
-
-def _reliability(conn: Connection, scope: Scope) -> dict[str, Reliability]:
-    """Per module, the ticks and personas that used it and those that never met a product error in it."""
-    errors = func.sum(IS_PRODUCT_ERROR).label("errors")
-    rows = conn.execute(
-        select(ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.tick_id, errors)
-        .where(in_scope(ACTIONS, scope))
-        .group_by(ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.tick_id)
-    )
-    ticks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    personas: dict[tuple[str, str], bool] = {}
-    for row in rows:
-        clean = not row.errors
-        ticks[row.module][0] += 1
-        ticks[row.module][1] += clean
-        personas[(row.module, row.persona_id)] = personas.get((row.module, row.persona_id), True) and clean
-    result = {}
-    for module, (used, clean_ticks) in ticks.items():
-        mine = [clean for (name, _), clean in personas.items() if name == module]
-        result[module] = Reliability(ticks=used, clean_ticks=clean_ticks, personas=len(mine), clean_personas=sum(mine))
-    return result
 
 
 def _runs_covered(conn: Connection, scope: Scope) -> list[RunInfo]:
@@ -408,30 +251,27 @@ def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: di
     return {module: value / weight for module, value in weighted.items()} if weight else {}
 
 
-def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[str, list[TrendPoint]]]:
+def _trend(
+    conn: Connection, scope: Scope, by: Literal["day", "run"], counts: dict[tuple[str, str], Counts]
+) -> dict[str, list[TrendPoint]]:
     """Rating and error rate per day the personas lived (a window: the ticks' `tick_date`, so `run --repeat`
     draws its days) or per run (a set of runs), per module."""
     rating_key: ColumnElement[Any]
-    action_key: ColumnElement[Any]
-    if scope.kind == "runs":
-        by: Literal["day", "run"] = "run"
-        rating_key, action_key = FEEDBACK.c.run_id, ACTIONS.c.run_id
+    if by == "run":
+        rating_key = FEEDBACK.c.run_id
         order = {run_id: i for i, run_id in enumerate(scope.run_ids)}
     else:
-        by = "day"
-        rating_key = action_key = TICKS.c.tick_date
+        rating_key = TICKS.c.tick_date
         order = {}
-    by_tick = by == "day"
-    ratings = _rating_stats(conn, scope, rating_key.label("bucket"), FEEDBACK.c.module, by_tick=by_tick)
-    counts = {
-        (str(row.bucket), row.module): row
-        for row in _action_counts(conn, scope, action_key.label("bucket"), ACTIONS.c.module, by_tick=by_tick)
+    ratings = {
+        (str(bucket), module): stats
+        for (bucket, module), stats in _rating_stats(
+            conn, scope, rating_key.label("bucket"), FEEDBACK.c.module, by_tick=by == "day"
+        ).items()
     }
-    ratings = {(str(bucket), module): stats for (bucket, module), stats in ratings.items()}
     trend: dict[str, list[TrendPoint]] = defaultdict(list)
     for bucket, module in sorted(set(ratings) | set(counts), key=lambda key: (order.get(key[0], 0), key[0])):
-        row = counts.get((bucket, module))
-        calls, errors = (row.calls, int(row.errors)) if row else (0, 0)
+        calls, errors = astuple(counts.get((bucket, module), Counts()))
         trend[module].append(
             TrendPoint(
                 bucket=bucket,
@@ -441,21 +281,7 @@ def _trend(conn: Connection, scope: Scope) -> tuple[Literal["day", "run"], dict[
                 error_rate=error_rate(calls, errors),
             )
         )
-    return by, trend
-
-
-def _tool_stats(row: Any, histogram: list[tuple[int, int]]) -> ToolStats:
-    calls, errors = row.calls, int(row.errors)
-    latencies = {name: None if row._mapping[name] is None else float(row._mapping[name]) for name in PERCENTILES}
-    return ToolStats(
-        tool=row.tool_name,
-        module=row.module,
-        calls=calls,
-        errors=errors,
-        error_rate=errors / calls,
-        latency_histogram=histogram,
-        **latencies,
-    )
+    return trend
 
 
 def _sorted_union(*groups: Iterable[str]) -> list[str]:
@@ -463,14 +289,18 @@ def _sorted_union(*groups: Iterable[str]) -> list[str]:
 
 
 def _offered_by_module(
-    conn: Connection, scope: Scope, tools: list[ToolStats]
+    conn: Connection, scope: Scope, tools: list[ToolStats], rated: Iterable[str]
 ) -> tuple[Literal["offered", "seen"], dict[str, list[str]]]:
-    """Tools offered per module: as the scope's transcripts recorded them, else every tool the store has seen."""
+    """Tools offered per module: as the scope's transcripts recorded them, else every tool the store has seen.
+
+    A scope without calls or ratings has no module to list them under, so the store is not read for them.
+    """
     module_of = {tool.tool: tool.module for tool in tools}
     offered = _offered_tools(conn, scope)
     basis: Literal["offered", "seen"] = "offered"
     if not offered:
-        basis, seen = "seen", _seen_tools(conn)
+        seen = _seen_tools(conn) if tools or any(rated) else {}
+        basis = "seen"
         offered, module_of = set(seen), seen | module_of
     by_module: dict[str, list[str]] = defaultdict(list)
     for tool_name in sorted(offered):
@@ -478,9 +308,11 @@ def _offered_by_module(
     return basis, by_module
 
 
-def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> list[PersonaReport]:
+def _persona_reports(
+    conn: Connection, scope: Scope, names: dict[str, str], by_persona: dict[str, Counts]
+) -> list[PersonaReport]:
     """Ticks, calls, errors and the rating grid row of every persona active in the scope."""
-    counts = {row.persona_id: (row.calls, int(row.errors)) for row in _action_counts(conn, scope, ACTIONS.c.persona_id)}
+    counts = {persona_id: astuple(count) for persona_id, count in by_persona.items()}
     ticks = {
         row.persona_id: (row.name, row.ticks)
         for row in conn.execute(
@@ -513,17 +345,21 @@ def _persona_reports(conn: Connection, scope: Scope, names: dict[str, str]) -> l
 
 
 def _module_reports(
-    conn: Connection, scope: Scope, personas: list[PersonaReport], persona_rows: Sequence[Any]
-) -> tuple[Literal["day", "run"], list[ModuleReport]]:
+    conn: Connection,
+    scope: Scope,
+    personas: list[PersonaReport],
+    persona_rows: Sequence[Any],
+    rollup: TickRollup,
+    trend_by: Literal["day", "run"],
+) -> list[ModuleReport]:
     """Everything per module: ratings, calls, errors, latency per tool, coverage, mix, errors, notes, trend."""
-    histograms = _latency_histograms(conn, scope)
-    tools = [_tool_stats(row, histograms[(row.module, row.tool_name)]) for row in _tool_rows(conn, scope)]
+    tools = tool_stats(conn, scope)
     ratings = {module: stats for (module,), stats in _rating_stats(conn, scope, FEEDBACK.c.module).items()}
-    trend_by, trend = _trend(conn, scope)
-    reliability = _reliability(conn, scope)
+    trend = _trend(conn, scope, trend_by, rollup.by_bucket)
+    reliability = rollup.reliability
     errors = _top_errors(conn, scope)
     notes = _lowest_notes(conn, scope, {row.user_id: row.name for row in persona_rows})
-    basis, offered = _offered_by_module(conn, scope, tools)
+    basis, offered = _offered_by_module(conn, scope, tools, ratings)
     mixes = {row.user_id: dict(row.module_mix or {}) for row in persona_rows}
     intended = _intended_shares(mixes, {persona.persona_id: persona.calls for persona in personas})
     total_calls = sum(tool.calls for tool in tools)
@@ -556,15 +392,17 @@ def _module_reports(
                 reliability=reliability.get(module, Reliability()),
             )
         )
-    return trend_by, modules
+    return modules
 
 
 def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Report:
     """Aggregate everything the scope covers into a `Report`; `compare` adds the "what changed" section."""
     with engine.connect() as conn:
         persona_rows = conn.execute(select(PERSONAS.c.user_id, PERSONAS.c.name, PERSONAS.c.module_mix)).all()
-        personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows})
-        trend_by, modules = _module_reports(conn, scope, personas, persona_rows)
+        trend_by: Literal["day", "run"] = "run" if scope.kind == "runs" else "day"
+        rollup = tick_rollup(conn, scope, trend_by)
+        personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows}, rollup.by_persona)
+        modules = _module_reports(conn, scope, personas, persona_rows, rollup, trend_by)
         statuses = conn.execute(
             select(TICKS.c.status, func.count()).where(in_scope(TICKS, scope)).group_by(TICKS.c.status)
         ).all()

@@ -66,7 +66,11 @@ class Run(ResultsTable, table=True):
 
 class Tick(ResultsTable, table=True):
     __tablename__ = "ticks"
-    __table_args__ = (Index("ix_ticks_persona_started", "persona_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_ticks_persona_started", "persona_id", "started_at"),
+        # A report's window: the ticks it covers by their start.
+        Index("ix_ticks_started", "started_at"),
+    )
 
     tick_id: str = Field(primary_key=True)
     run_id: str = Field(index=True)
@@ -118,6 +122,8 @@ class PersonaAction(ResultsTable, table=True):
     __table_args__ = (
         Index("ix_actions_persona_created", "persona_id", "created_at"),
         Index("ix_actions_run_tool", "run_id", "tool_name"),
+        # A report's window: the actions it covers by when they were made.
+        Index("ix_actions_created", "created_at"),
     )
 
     id: str = Field(primary_key=True)  # "{tick_id}:{seq}"
@@ -150,6 +156,8 @@ class PersonaFeedback(ResultsTable, table=True):
         Index("ix_feedback_module_created", "module", "created_at"),
         Index("ix_feedback_persona_created", "persona_id", "created_at"),
         Index("ix_feedback_run_module", "run_id", "module"),
+        # A report's window: the ratings it covers by when they were given.
+        Index("ix_feedback_created", "created_at"),
     )
 
     id: str = Field(primary_key=True)  # "{tick_id}:{module}"

@@ -11,10 +11,9 @@ def percentile(values: Iterable[float], fraction: float) -> float:
 
     With the values sorted, position h = (n - 1) * fraction; the result is
     v[floor h] + frac(h) * (v[floor h + 1] - v[floor h]). This is the rule of
-    the report's SQL (`reporting.aggregate._tool_rows`: PostgreSQL's
-    `percentile_cont`, and `_sqlite_tool_rows`, which computes the same on
-    SQLite), so the p95 a scripted persona complains about is the p95 the
-    report shows for the same calls.
+    the report (`reporting.actions.tool_stats`, and PostgreSQL's
+    `percentile_cont`), so the p95 a scripted persona complains about is the
+    p95 the report shows for the same calls.
     """
     ordered = sorted(values)
     if not ordered:

@@ -1,0 +1,218 @@
+"""What the scope's actions add up to, in two grouped passes that feed every per-action figure of a report.
+
+A million actions must report in a second or two, and on SQLite every GROUP BY
+is a sort of the rows it reads, so the report reads `persona_actions` in as few
+passes as its figures allow, each shaped so that only small results leave the
+database:
+
+- per tool and whole millisecond: calls, errors, the latency histogram the
+  gate's rank test compares, and which few milliseconds hold the ranks the
+  p50/p95/p99 need; one narrow query then ranks the actions inside only those;
+- per tick and module, rolled up per persona, module and trend bucket: the
+  calls and errors of each persona, each trend point, and pass^k (ticks and
+  personas that used a module and never met a product error in it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Integer, case, cast, func, select, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
+
+from persona_runner.reporting.model import Reliability, Scope, ToolStats
+from persona_runner.reporting.tables import ACTIONS, TICKS, in_scope
+from persona_runner.store.models import IS_PRODUCT_ERROR
+
+PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
+
+Histogram = list[tuple[int, int]]
+
+
+def whole_ms(conn: Connection) -> ColumnElement[int]:
+    """An action's latency cut to whole milliseconds (truncated): finer differences are not regressions anyone
+    ships a fix for, and a tool's histogram stays small."""
+    latency = ACTIONS.c.latency_ms
+    return cast(func.trunc(latency) if conn.dialect.name == "postgresql" else latency, Integer)
+
+
+def _ranks(calls: int) -> dict[str, tuple[float, int]]:
+    """Per percentile, its position h = (n-1)p and the rank below it, floor h: the value is v[floor h] +
+    frac(h) * (v[floor h + 1] - v[floor h]), linear between ranked values as PostgreSQL's `percentile_cont`
+    and `persona_runner.util.stats.percentile` read it."""
+    return {name: ((calls - 1) * p, int((calls - 1) * p)) for name, p in PERCENTILES.items()}
+
+
+def _bucket_of(histogram: Histogram, rank: int) -> tuple[int, int] | None:
+    """The millisecond holding the `rank`-th fastest call (from 0), and the calls faster than that millisecond."""
+    before = 0
+    for ms, calls in histogram:
+        if rank < before + calls:
+            return ms, before
+        before += calls
+    return None
+
+
+def tool_stats(conn: Connection, scope: Scope) -> list[ToolStats]:
+    """Calls, errors, latency histogram and exact p50/p95/p99 of every tool the scope's actions called.
+
+    Sorting every action to rank it would cost more than the whole report may,
+    so the histogram says which milliseconds hold the ranks each percentile
+    needs, and only the actions inside those few milliseconds are ranked. The
+    result is exact, not an estimate.
+    """
+    ms = whole_ms(conn).label("ms")
+    rows = conn.execute(
+        select(ACTIONS.c.module, ACTIONS.c.tool_name, ms, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR))
+        .where(in_scope(ACTIONS, scope))
+        .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
+        .order_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
+    )
+    histograms: dict[tuple[str, str], Histogram] = defaultdict(list)
+    errors: dict[tuple[str, str], int] = defaultdict(int)
+    for module, tool_name, whole, calls, failed in rows:
+        histograms[(module, tool_name)].append((int(whole), int(calls)))
+        errors[(module, tool_name)] += int(failed)
+    values = _ranked_values(conn, scope, histograms)
+    stats = []
+    for (module, tool_name), histogram in histograms.items():
+        calls = sum(count for _, count in histogram)
+        latencies: dict[str, float | None] = {}
+        for name, (position, below) in _ranks(calls).items():
+            low = values.get((module, tool_name, below))
+            high = values.get((module, tool_name, below + 1), low)
+            latencies[name] = None if low is None or high is None else low + (position - below) * (high - low)
+        stats.append(
+            ToolStats(
+                tool=tool_name,
+                module=module,
+                calls=calls,
+                errors=errors[(module, tool_name)],
+                error_rate=errors[(module, tool_name)] / calls,
+                latency_histogram=histogram,
+                **latencies,
+            )
+        )
+    return stats
+
+
+def _ranked_values(
+    conn: Connection, scope: Scope, histograms: dict[tuple[str, str], Histogram]
+) -> dict[tuple[str, str, int], float]:
+    """The latency of each call a percentile needs, by tool and rank: the actions of the few milliseconds holding
+    those ranks, ranked within their millisecond by the database."""
+    wanted: dict[tuple[str, str, int], set[int]] = defaultdict(set)  # (module, tool, ms) -> ranks within it
+    starts: dict[tuple[str, str, int], int] = {}
+    for (module, tool_name), histogram in histograms.items():
+        calls = sum(count for _, count in histogram)
+        for _, below in _ranks(calls).values():
+            for rank in (below, below + 1):
+                found = _bucket_of(histogram, rank)
+                if found is not None:
+                    wanted[(module, tool_name, found[0])].add(rank - found[1])
+                    starts[(module, tool_name, found[0])] = found[1]
+    if not wanted:
+        return {}
+    ms = whole_ms(conn)
+    inside = (
+        select(
+            ACTIONS.c.module,
+            ACTIONS.c.tool_name,
+            ms.label("ms"),
+            ACTIONS.c.latency_ms,
+            (
+                func.row_number().over(
+                    partition_by=(ACTIONS.c.module, ACTIONS.c.tool_name, ms), order_by=ACTIONS.c.latency_ms
+                )
+                - 1
+            ).label("i"),
+        )
+        .where(
+            in_scope(ACTIONS, scope),
+            tuple_(ACTIONS.c.module, ACTIONS.c.tool_name, ms).in_(list(wanted)),
+        )
+        .subquery()
+    )
+    within = sorted(set().union(*wanted.values()))
+    values = {}
+    for module, tool_name, whole, latency, i in conn.execute(select(inside).where(inside.c.i.in_(within))):
+        key = (module, tool_name, int(whole))
+        if i in wanted.get(key, ()):
+            values[(module, tool_name, starts[key] + i)] = float(latency)
+    return values
+
+
+@dataclass
+class Counts:
+    calls: int = 0
+    errors: int = 0
+
+    def add(self, calls: int, errors: int) -> None:
+        self.calls += calls
+        self.errors += errors
+
+
+@dataclass
+class TickRollup:
+    """The per-tick pass, rolled up: what personas, trend points and pass^k read."""
+
+    by_persona: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    #: Per (trend bucket, module); actions whose tick is not on record have no day and are left out.
+    by_bucket: dict[tuple[str, str], Counts] = field(default_factory=lambda: defaultdict(Counts))
+    reliability: dict[str, Reliability] = field(default_factory=dict)
+
+
+def tick_rollup(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> TickRollup:
+    """Calls and errors per tick and module, rolled up per persona, module and trend bucket (the day the tick's
+    persona lived, or the run), with the ticks that met no product error.
+
+    A persona met no product error in a module when none of its ticks did, so
+    pass^k needs no finer rows than these.
+    """
+    errors = func.sum(IS_PRODUCT_ERROR).label("errors")
+    keys = (ACTIONS.c.tick_id, ACTIONS.c.persona_id, ACTIONS.c.run_id, ACTIONS.c.module)
+    per_tick = (
+        select(*keys, func.count().label("calls"), errors).where(in_scope(ACTIONS, scope)).group_by(*keys).subquery()
+    )
+    bucket: ColumnElement[Any]
+    source: FromClause
+    if by == "run":
+        bucket, source = per_tick.c.run_id, per_tick
+    else:
+        bucket = TICKS.c.tick_date
+        source = per_tick.outerjoin(TICKS, TICKS.c.tick_id == per_tick.c.tick_id)
+    bucket = bucket.label("bucket")
+    rows = conn.execute(
+        select(
+            per_tick.c.persona_id,
+            per_tick.c.module,
+            bucket,
+            func.count().label("ticks"),
+            func.sum(case((per_tick.c.errors == 0, 1), else_=0)).label("clean_ticks"),
+            func.sum(per_tick.c.calls).label("calls"),
+            func.sum(per_tick.c.errors).label("errors"),
+        )
+        .select_from(source)
+        .group_by(per_tick.c.persona_id, per_tick.c.module, bucket)
+    )
+    rollup = TickRollup()
+    ticks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    persona_errors: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        calls, failed = int(row.calls), int(row.errors)
+        rollup.by_persona[row.persona_id].add(calls, failed)
+        if row.bucket is not None:
+            rollup.by_bucket[(str(row.bucket), row.module)].add(calls, failed)
+        ticks[row.module][0] += int(row.ticks)
+        ticks[row.module][1] += int(row.clean_ticks)
+        persona_errors[(row.module, row.persona_id)] += failed
+    for module, (used, clean) in ticks.items():
+        mine = [failed for (name, _), failed in persona_errors.items() if name == module]
+        rollup.reliability[module] = Reliability(
+            ticks=used, clean_ticks=clean, personas=len(mine), clean_personas=sum(1 for failed in mine if not failed)
+        )
+    return rollup
