@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from persona_runner.drivers.content import HOSTILE, Writer
-from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, matching_string, probes
+from persona_runner.drivers.schema_args import INVALID_KINDS, Builder, matching_string, probes, shown_values
 from persona_runner.drivers.scripted import CONTRACTS, GENERIC
 from tool_registry.modules import build_registry
 from tool_registry.spec import ToolSpec
@@ -163,3 +163,16 @@ def test_hostile_text_is_really_hostile() -> None:
     titles = [builder(schema, seed, hostile=True).arguments(schema)["title"] for seed in range(30)]
     pieces = {piece for title in titles for piece in HOSTILE if piece in title}
     assert pieces == set(HOSTILE)
+
+
+def test_a_string_is_written_as_its_schema_shows_one_when_it_does() -> None:
+    rng = Random(5)
+    timezone = {"type": "string", "description": "IANA timezone name (e.g., 'America/New_York', 'Europe/London')."}
+    assert shown_values(timezone, rng) == ["America/New_York", "Europe/London"]
+    assert shown_values({"type": "string", "examples": ["acme", 3], "default": "main"}, rng) == ["acme", "main"]
+    clock = shown_values({"type": "string", "description": "Time in 24-hour format (HH:MM)"}, rng)
+    assert len(clock) == 1 and re.fullmatch(r"\d\d:\d\d", clock[0])
+    assert shown_values({"type": "string", "description": "What needs doing."}, rng) == []
+    builder = Builder({}, Random(1), dt.date(2026, 11, 22))
+    schema = {"type": "object", "properties": {"timezone": timezone}, "required": ["timezone"]}
+    assert builder.arguments(schema)["timezone"] in ("America/New_York", "Europe/London")

@@ -223,7 +223,8 @@ class Builder:
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         if field.format in ("uri", "url"):
             return f"https://example.test/{self._word()}"
-        text = suggestion if isinstance(suggestion, str) else self._word()
+        shown = [] if isinstance(suggestion, str) else shown_values(node, self.rng)
+        text = suggestion if isinstance(suggestion, str) else (self.rng.choice(shown) if shown else self._word())
         return fit_length(text, node.get("minLength", 0), node.get("maxLength"))
 
     def _number(self, field: Prop, suggestion: Any) -> int | float:
@@ -256,6 +257,26 @@ class Builder:
 
     def _word(self) -> str:
         return "".join(self.rng.choice(string.ascii_lowercase) for _ in range(self.rng.randint(4, 9)))
+
+
+#: Where a description shows what a value looks like: "(e.g., 'America/New_York', 'Europe/London')".
+_SHOWN = re.compile(r"(?:e\.g\.|for example|such as)(?P<after>[^.)]*)", re.IGNORECASE)
+_QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"")
+
+
+def shown_values(node: Mapping[str, Any], rng: Random) -> list[str]:
+    """The values a string field's schema shows as examples, as a person reading it would copy one: its
+    `examples`, its `default`, the quoted values its description gives after "e.g." or "such as", or a time
+    when it asks for HH:MM. A server that is not ours says in words what its strings must look like."""
+    shown = [value for value in node.get("examples", []) if isinstance(value, str)]
+    if isinstance(node.get("default"), str):
+        shown.append(node["default"])
+    description = str(node.get("description", ""))
+    for match in _SHOWN.finditer(description):
+        shown += [single or double for single, double in _QUOTED.findall(match["after"])]
+    if "HH:MM" in description:
+        shown.append(f"{rng.randint(7, 20):02d}:{rng.choice((0, 15, 30, 45)):02d}")
+    return shown
 
 
 def _fits(field: Prop, value: Any) -> bool:
