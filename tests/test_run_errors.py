@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from persona_runner.catalog import default_catalog_path
+from persona_runner.catalog import Catalog, default_catalog_path, load_catalog
 from persona_runner.run.recorder import RecordError
 from persona_runner.run.runner import _write_run
 from persona_runner.store.db import open_store
@@ -166,28 +166,15 @@ def test_production_refuses_the_development_secret(tmp_path: Path) -> None:
 
 def test_wrong_secret_fails_the_ticks_and_records_why(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
+    # Only the two personas the run plays are seeded: each seed hashes (and a re-seed checks) every password.
+    both = load_catalog(default_catalog_path()).select(["maya", "ravi"])
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(Catalog(version=1, personas=both).model_dump_json(by_alias=True, exclude_none=True))
+    seed = ("seed", "--target", "{url}", "--admin-token", ADMIN, "--catalog", str(catalog), "--db", str(db))
     with served_product(tmp_path) as (url, _):
-        seeded = cli(
-            "seed",
-            "--target",
-            url,
-            "--admin-token",
-            ADMIN,
-            "--db",
-            str(db),
-            env={"PERSONA_SEED_SECRET": "the-right-one"},
-        )
+        seeded = cli(*(arg.format(url=url) for arg in seed), env={"PERSONA_SEED_SECRET": "the-right-one"})
         assert seeded.returncode == 0, seeded.stderr
-        reseeded = cli(
-            "seed",
-            "--target",
-            url,
-            "--admin-token",
-            ADMIN,
-            "--db",
-            str(db),
-            env={"PERSONA_SEED_SECRET": "the-right-one"},
-        )
+        reseeded = cli(*(arg.format(url=url) for arg in seed), env={"PERSONA_SEED_SECRET": "the-right-one"})
         assert "already up to date" in reseeded.stdout
         done = cli(
             "run",

@@ -31,32 +31,35 @@ from tests.worker_helpers import ONCE, seeded, ticks, wait_for, workers, write_c
 
 pytestmark = pytest.mark.postgres
 
+#: More personas than the three workers take at once (2 each), so each worker has to come back for more.
+FLEET = 12
+
 
 @pytest.fixture(scope="module")
 def fleet_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """One served product for the module, with thirty personas seeded once: (its URL, their catalog)."""
+    """One served product for the module, with twelve personas seeded once: (its URL, their catalog)."""
     where = tmp_path_factory.mktemp("fleet")
-    catalog = write_catalog(where, 30)
+    catalog = write_catalog(where, FLEET)
     with served_product(where) as (url, _):
         seeded(url, catalog, str(where / "seeding.db"))
         yield url, catalog
 
 
-def test_three_workers_tick_thirty_due_personas_exactly_once_each(fleet_product: tuple[str, Path], pg_url: str) -> None:
+def test_three_workers_tick_twelve_due_personas_exactly_once_each(fleet_product: tuple[str, Path], pg_url: str) -> None:
     url, catalog = fleet_product
     common = ("--db", pg_url, "--catalog", str(catalog), *ONCE)
     queued = cli("schedule", *common)
     assert queued.returncode == 0, queued.stderr
-    assert queued.stdout.startswith("queued 30 due personas for run fleet-workers")
+    assert queued.stdout.startswith(f"queued {FLEET} due personas for run fleet-workers")
     again = cli("schedule", *common)  # a second scheduler sees the same slots: nothing is queued twice
-    assert "queued 0 due personas" in again.stdout and "30 were already waiting" in again.stdout
-    with workers(3, "--target", url, "--concurrency", "4", *common):
-        wait_for("30 finished ticks", lambda: sum(t["status"] != "running" for t in ticks(pg_url)) >= 30)
+    assert "queued 0 due personas" in again.stdout and f"{FLEET} were already waiting" in again.stdout
+    with workers(3, "--target", url, "--concurrency", "2", *common):
+        wait_for(f"{FLEET} finished ticks", lambda: sum(t["status"] != "running" for t in ticks(pg_url)) >= FLEET)
         # A scheduler may have queued a slot again as a worker took it: that job ends without a tick.
         wait_for("the queue drained", lambda: json.loads(fleet_status(common))["queued"] == [], 30)
         status = cli("status", *common, "--format", "json")
     played = ticks(pg_url)
-    assert len(played) == 30
+    assert len(played) == FLEET
     assert sorted(t["persona_name"] for t in played) == sorted(p.name for p in load_catalog(catalog).personas)
     assert {t["status"] for t in played} == {"ok"}
     assert {t["slot"] for t in played} == {"first"}
