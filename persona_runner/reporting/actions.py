@@ -22,11 +22,15 @@ from typing import Any, Literal
 from sqlalchemy import Integer, case, cast, func, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import FromClause, Select
 
 from persona_runner.reporting.model import Reliability, Scope, ToolStats
 from persona_runner.reporting.tables import ACTIONS, TICKS, in_scope
 from persona_runner.store.models import IS_PRODUCT_ERROR
+
+#: The covering indexes a report's passes stream their groups from on SQLite (see `through`).
+TOOL_MS_INDEX = "ix_actions_tool_ms"
+TICK_MODULE_INDEX = "ix_actions_tick_module"
 
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 
@@ -38,6 +42,21 @@ def whole_ms(conn: Connection) -> ColumnElement[int]:
     ships a fix for, and a tool's histogram stays small."""
     latency = ACTIONS.c.latency_ms
     return cast(func.trunc(latency) if conn.dialect.name == "postgresql" else latency, Integer)
+
+
+def through(conn: Connection, stmt: Select[Any], index: str) -> Select[Any]:
+    """`stmt` reading `persona_actions` through `index` on SQLite, when the store has it.
+
+    Without statistics (no `ANALYZE`) SQLite's planner takes the index that
+    narrows the scope (a window's `created_at`, a run's `run_id`) and then sorts
+    every row it read to group them; the covering indexes ordered like a report's
+    groupings stream the groups instead. A store an earlier version wrote lacks
+    them until it is next opened for recording, and is read as before.
+    """
+    if conn.dialect.name != "sqlite":
+        return stmt
+    found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)).first()
+    return stmt.with_hint(ACTIONS, f"INDEXED BY {index}", "sqlite") if found else stmt
 
 
 def _ranks(calls: int) -> dict[str, tuple[float, int]]:
@@ -67,10 +86,14 @@ def tool_stats(conn: Connection, scope: Scope) -> list[ToolStats]:
     """
     ms = whole_ms(conn).label("ms")
     rows = conn.execute(
-        select(ACTIONS.c.module, ACTIONS.c.tool_name, ms, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR))
-        .where(in_scope(ACTIONS, scope))
-        .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
-        .order_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
+        through(
+            conn,
+            select(ACTIONS.c.module, ACTIONS.c.tool_name, ms, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR))
+            .where(in_scope(ACTIONS, scope))
+            .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
+            .order_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms),
+            TOOL_MS_INDEX,
+        )
     )
     histograms: dict[tuple[str, str], Histogram] = defaultdict(list)
     errors: dict[tuple[str, str], int] = defaultdict(int)
@@ -118,7 +141,8 @@ def _ranked_values(
     if not wanted:
         return {}
     ms = whole_ms(conn)
-    inside = (
+    inside = through(
+        conn,
         select(
             ACTIONS.c.module,
             ACTIONS.c.tool_name,
@@ -130,13 +154,12 @@ def _ranked_values(
                 )
                 - 1
             ).label("i"),
-        )
-        .where(
+        ).where(
             in_scope(ACTIONS, scope),
             tuple_(ACTIONS.c.module, ACTIONS.c.tool_name, ms).in_(list(wanted)),
-        )
-        .subquery()
-    )
+        ),
+        TOOL_MS_INDEX,
+    ).subquery()
     within = sorted(set().union(*wanted.values()))
     values = {}
     for module, tool_name, whole, latency, i in conn.execute(select(inside).where(inside.c.i.in_(within))):
@@ -174,10 +197,17 @@ def tick_rollup(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> Ti
     pass^k needs no finer rows than these.
     """
     errors = func.sum(IS_PRODUCT_ERROR).label("errors")
-    keys = (ACTIONS.c.tick_id, ACTIONS.c.persona_id, ACTIONS.c.run_id, ACTIONS.c.module)
-    per_tick = (
-        select(*keys, func.count().label("calls"), errors).where(in_scope(ACTIONS, scope)).group_by(*keys).subquery()
-    )
+    # A tick's actions share its persona and run. SQLite groups on the tick and module alone, in the order of the
+    # index it streams them from, and takes the persona and run from any row of the group (a bare column).
+    groups = (ACTIONS.c.tick_id, ACTIONS.c.module)
+    keys = (*groups, ACTIONS.c.persona_id, ACTIONS.c.run_id)
+    per_tick = through(
+        conn,
+        select(*keys, func.count().label("calls"), errors)
+        .where(in_scope(ACTIONS, scope))
+        .group_by(*(groups if conn.dialect.name == "sqlite" else keys)),
+        TICK_MODULE_INDEX,
+    ).subquery()
     bucket: ColumnElement[Any]
     source: FromClause
     if by == "run":

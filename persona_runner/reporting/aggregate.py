@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.domain import module_of_tool
 from persona_runner.reporting.actions import PERCENTILES as PERCENTILES  # read by the tests of the percentile rule
-from persona_runner.reporting.actions import Counts, TickRollup, tick_rollup, tool_stats
+from persona_runner.reporting.actions import Counts, TickRollup, through, tick_rollup, tool_stats
 from persona_runner.reporting.failures import failure_groups
 from persona_runner.reporting.gate import Thresholds, what_changed
 from persona_runner.reporting.look_at import store_argument, ticks_to_look_at
@@ -158,12 +158,13 @@ def _top_per_module(conn: Connection, inner: Any, order_by: Sequence[ColumnEleme
 
 def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
     message = func.coalesce(ACTIONS.c.error_message, "(no message)").label("message")
-    grouped = (
+    grouped = through(
+        conn,
         select(ACTIONS.c.module, message, func.count().label("count"))
         .where(in_scope(ACTIONS, scope), PRODUCT_ERROR)
-        .group_by(ACTIONS.c.module, message)
-        .subquery()
-    )
+        .group_by(ACTIONS.c.module, message),
+        "ix_actions_result_module",
+    ).subquery()
     found: dict[str, list[ErrorCount]] = defaultdict(list)
     for row in _top_per_module(conn, grouped, (grouped.c.count.desc(), grouped.c.message), TOP_ERRORS):
         found[row.module].append(ErrorCount(message=row.message, count=row.count))

@@ -7,9 +7,11 @@ import re
 import sqlite3
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import event, inspect
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -84,6 +86,14 @@ def _sqlite_wal(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor.close()
 
 
+class _SQLiteCompiler(SQLiteCompiler):
+    """SQLite's compiler, with a table hint (`select().with_hint(table, "INDEXED BY ix", "sqlite")`) written after
+    the table's name, where SQLite reads `INDEXED BY`; SQLAlchemy's own drops hints on SQLite."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def _check_sqlite_path(path: Path, *, create: bool) -> None:
     """Refuse, in one line, a SQLite location the command cannot use, before SQLite makes an empty file there."""
     if not create:
@@ -124,6 +134,7 @@ def _sqlite_engine(url: str, *, create: bool) -> Engine:
     else:
         connect = partial(sqlite3.connect, _read_only_uri(path), uri=True, check_same_thread=False)
         engine = create_engine(url, creator=connect, pool_pre_ping=True)
+    engine.dialect.statement_compiler = _SQLiteCompiler
     event.listen(engine, "connect", _sqlite_pragmas)
     if create:
         event.listen(engine, "connect", _sqlite_wal)

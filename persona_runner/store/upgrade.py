@@ -9,9 +9,11 @@ other kind could not be added to a table that has rows.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Table, inspect
+import warnings
+
+from sqlalchemy import Column, Index, Table, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import SAWarning, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from persona_runner.store.models import ResultsTable
@@ -25,11 +27,22 @@ def upgrade_schema(engine: Engine) -> None:
         for column in table.columns:
             if column.name not in present:
                 _add_column(engine, table, column)
-        indexed = {index["name"] for index in inspector.get_indexes(table.name)}
+        with warnings.catch_warnings():  # SQLite's reflection skips an index on an expression, with a warning
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            indexed = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
-            if index.name not in indexed:
+            if index.name not in indexed and _for_this_database(index, engine):
                 with engine.begin() as conn:
                     conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _for_this_database(index: Index, engine: Engine) -> bool:
+    """Whether to add the index to an existing store: not one that serves only reports (`models._REPORT_ONLY`), nor one
+    declared `.ddl_if(dialect=...)` for another database."""
+    if index.info.get("report_only"):
+        return False
+    only = getattr(index, "_ddl_if", None)
+    return only is None or only.dialect is None or only.dialect == engine.dialect.name
 
 
 def _add_column(engine: Engine, table: Table, column: Column[object]) -> None:
