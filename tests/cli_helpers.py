@@ -103,6 +103,9 @@ def served_product(
         ADMIN,
         "--data",
         str(tmp_path / f"product-{port}.db"),
+        # The product dies with the test: cheap hashing, as for the embedded product of a run.
+        "--password-hashing",
+        "throwaway",
         *flags,
     ]
     process = subprocess.Popen(

@@ -103,6 +103,21 @@ async def test_a_login_takes_as_long_for_an_unknown_email_as_for_a_wrong_passwor
     assert unknown_email > 0.3 * wrong_password, (unknown_email, wrong_password)
 
 
+@pytest.mark.parametrize(("hashing", "memory_kib"), [("standard", 65536), ("throwaway", 1024)])
+async def test_a_product_whose_accounts_die_with_it_hashes_cheaply_and_still_checks(
+    tmp_path: Path, hashing: str, memory_kib: int
+) -> None:
+    with running_product(str(tmp_path / "p.db"), tmp_path, password_hashing=hashing) as product:
+        await product.persona("kept@example.test")
+        async with product.http() as http:
+            right = await http.post("/api/v1/auth/login", json={"email": "kept@example.test", "password": PASSWORD})
+            wrong = await http.post("/api/v1/auth/login", json={"email": "kept@example.test", "password": "nope"})
+        with Session(product.product.engine) as session:
+            (stored,) = session.execute(select(User.password_hash).where(User.email == "kept@example.test")).one()
+    assert (right.status_code, wrong.status_code) == (200, 401)
+    assert stored.startswith(f"$argon2id$v=19$m={memory_kib},")
+
+
 async def test_registration_creates_a_personal_space(product: RunningProduct) -> None:
     _, token, _ = await product.persona("solo@example.test")
     async with product.http() as http:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
@@ -64,17 +64,14 @@ class Membership(ProductTable, table=True):
 # The tables behind the two models every other product table refers to.
 USERS, SPACES = inspect(User).local_table, inspect(Space).local_table
 
-PASSWORD_HASHER = PasswordHasher()
-
-
-@functools.cache
-def _decoy_hash() -> str:
-    """The hash a login for an unknown email is checked against, made once per process.
-
-    Checking it costs the same slow verification as a wrong password, so the
-    time a login takes does not tell which emails have accounts.
-    """
-    return PASSWORD_HASHER.hash(secrets.token_urlsafe(32))
+#: How passwords are hashed: `standard` (argon2id at its library's recommended cost: tens of milliseconds
+#: and 64 MiB each) for a product that keeps its accounts; `throwaway` for one whose accounts die with it (the
+#: embedded product of a run, a CI job's), where each login would otherwise cost a run more than its calls.
+PasswordHashing = Literal["standard", "throwaway"]
+HASHERS: dict[str, PasswordHasher] = {
+    "standard": PasswordHasher(),
+    "throwaway": PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+}
 
 
 class IdentityError(Exception):
@@ -102,12 +99,20 @@ class Identity:
     shared with every other request, and Argon2 takes tens of milliseconds.
     """
 
-    def __init__(self, engine: Engine, issuer: TokenIssuer, memberships: MembershipCache | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        issuer: TokenIssuer,
+        memberships: MembershipCache | None = None,
+        hashing: PasswordHashing = "standard",
+    ) -> None:
         self.engine = engine
         self.issuer = issuer
         self.memberships = memberships or MembershipCache()
-        self._hasher = PASSWORD_HASHER
-        self._decoy_hash = _decoy_hash()  # made here, so no login pays for making it
+        self._hasher = HASHERS[hashing]
+        # What a login for an unknown email is checked against: the same slow verification as a wrong password,
+        # so the time a login takes does not tell which emails have accounts. Made here, so no login pays for it.
+        self._decoy_hash = self._hasher.hash(secrets.token_urlsafe(32))
 
     # users -----------------------------------------------------------------
 

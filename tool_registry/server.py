@@ -37,7 +37,7 @@ from tool_registry.client_input import ClientInput
 from tool_registry.faults import FaultPlan
 from tool_registry.gateway import Gateway
 from tool_registry.http_json import ClientError, read_model
-from tool_registry.identity import Identity, IdentityError, User, normalize_email
+from tool_registry.identity import Identity, IdentityError, PasswordHashing, User, normalize_email
 from tool_registry.login_guard import FAILURES_PER_ACCOUNT, FAILURES_PER_SOURCE, LoginGuard, LoginLimits, LoginThrottled
 from tool_registry.membership import MembershipCache
 from tool_registry.metrics import GatewayMetrics
@@ -94,6 +94,7 @@ class ServerConfig:
     id_seed: int | None = None  # reproducible row ids (see tool_registry.ids); random when unset
     login_failures_per_source: int = FAILURES_PER_SOURCE  # failed logins per address per 5 minutes
     login_failures_per_account: int = FAILURES_PER_ACCOUNT  # failed logins per account per 5 minutes
+    password_hashing: PasswordHashing = "standard"  # throwaway: a product whose accounts die with it
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -115,7 +116,7 @@ class Product:
         self.verifier = TokenVerifier(self.issuer.jwks(), issuer=self.issuer.issuer, audience=self.issuer.audience)
         self.engine = open_product_db(config.data)
         memberships = MembershipCache()
-        self.identity = Identity(self.engine, self.issuer, memberships)
+        self.identity = Identity(self.engine, self.issuer, memberships, config.password_hashing)
         self.logins = LoginGuard(
             LoginLimits(
                 failures_per_source=config.login_failures_per_source,

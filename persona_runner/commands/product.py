@@ -42,12 +42,18 @@ EMBEDDED_SHUTDOWN_GRACE = 1.0
 
 @contextmanager
 def embedded_product(faults: list[str], delays: list[str], id_seed: int | None) -> Iterator[tuple[str, str]]:
-    """A fresh reference product on a free loopback port, with a throwaway database and admin
-    token, handing out ids seeded like the run so the same seed repeats the same calls."""
+    """A fresh reference product on a free loopback port, with a throwaway database, admin token and
+    password hashing (its accounts die with it), handing out ids seeded like the run so the same seed
+    repeats the same calls."""
     admin_token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="persona-product-") as tmp:
         config = ServerConfig(
-            data=f"{tmp}/product.db", admin_token=admin_token, faults=faults, delays=delays, id_seed=id_seed
+            data=f"{tmp}/product.db",
+            admin_token=admin_token,
+            faults=faults,
+            delays=delays,
+            id_seed=id_seed,
+            password_hashing="throwaway",
         )
         app = build_product_app(config)
         with BackgroundServer(app, shutdown_grace=EMBEDDED_SHUTDOWN_GRACE) as server:

@@ -11,6 +11,7 @@ import typer
 
 from persona_runner.commands.options import DelayOption, FaultOption
 from persona_runner.util.errors import UserError
+from tool_registry.identity import PasswordHashing
 from tool_registry.policy import PolicyMode
 
 
@@ -54,6 +55,13 @@ def serve(
         int | None,
         typer.Option(metavar="N", help="Hand out reproducible row ids, so a seeded run can be repeated call for call."),
     ] = None,
+    password_hashing: Annotated[
+        PasswordHashing,
+        typer.Option(
+            help="standard (argon2id at its recommended cost) or throwaway (cheap: for a product whose accounts "
+            "die with it, such as a CI job's; never for one people log in to)."
+        ),
+    ] = "standard",
 ) -> None:
     """Serve the reference product: auth API, admin API, MCP gateway at /mcp, /health and /metrics.
 
@@ -75,6 +83,7 @@ def serve(
         rate_limit=rate_limit,
         signing_key=signing_key,
         id_seed=id_seed,
+        password_hashing=password_hashing,
     )
     with _listening(host, port) as listener:  # before the product exists: a busy port leaves no database behind
         app = build_product_app(config)
