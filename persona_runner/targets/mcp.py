@@ -24,45 +24,32 @@ from persona_runner.util.text import truncate
 
 
 class SharedValidators:
-    """The compiled output-schema validators of one target, lent to every session on it.
+    """The compiled output-schema validators of one target, shared by every session on it.
 
     The SDK checks each structured result against its tool's output schema, and compiles
     the schema into a validator the first time a session meets the tool: compiling costs
     about sixty validations, and with 200 personas in flight, each with a session of its
-    own, it took a third of the runner's time. Here the first session to list the tools
-    compiles every schema, through the SDK's own compiler, and each later session whose
-    listing gave a tool the same schema is lent the same validator. The SDK keeps both in
-    private tables of its session; should they ever be gone, it compiles per session
-    again, as before: slower, never wrong.
+    own, it took a third of the runner's time. A session whose listing gave every tool
+    the schema the first session's did is handed the target's one table of validators, so
+    each tool is compiled once, by whichever session calls it first, and only if one does.
+    The SDK keeps that table private to its session; should it ever be gone, each session
+    compiles its own again, as before: slower, never wrong.
     """
 
     def __init__(self) -> None:
-        self._compiled: dict[str, tuple[str, Any]] = {}  # tool -> (its schema as canonical JSON, validator)
+        self._schemas: dict[str, str] | None = None  # tool -> its output schema as canonical JSON
+        self._validators: dict[str, Any] = {}
 
     def lend(self, session: Any) -> None:
-        """Give a session that just listed its tools a compiled validator for every tool with an output schema."""
-        schemas, validators = _validator_tables(session)
-        for name, schema in schemas.items():
-            if schema is None:
-                continue
-            key = canonical_json(schema)
-            kept = self._compiled.get(name)
-            if kept is not None and kept[0] == key:
-                validators.setdefault(name, kept[1])
-                continue
-            try:
-                self._compiled[name] = (key, session._output_schema_validator(name, schema))
-            except (AttributeError, RuntimeError):  # no such compiler, or a schema it refuses: the call will say so
-                continue
-
-
-def _validator_tables(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The SDK session's output schemas and compiled validators, by tool (empty when it keeps none)."""
-    schemas = getattr(session, "_tool_output_schemas", None)
-    validators = getattr(session, "_tool_output_validators", None)
-    if isinstance(schemas, dict) and isinstance(validators, dict):
-        return schemas, validators
-    return {}, {}
+        """Share the table with a session that just listed its tools, when they are the tools the first one saw."""
+        schemas = getattr(session, "_tool_output_schemas", None)
+        if not isinstance(schemas, dict) or not isinstance(getattr(session, "_tool_output_validators", None), dict):
+            return
+        listed = {name: canonical_json(schema) for name, schema in schemas.items() if schema is not None}
+        if self._schemas is None:
+            self._schemas = listed
+        if listed == self._schemas:
+            session._tool_output_validators = self._validators
 
 
 def tool_info(tool: Any, modules: Collection[str] | None = None) -> ToolInfo:
