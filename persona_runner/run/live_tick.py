@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from persona_runner.run.reaper import reap_interrupted
 from persona_runner.run.recorder import (
+    ActionRow,
     RecordedCall,
     RecordError,
     TickRecord,
@@ -36,7 +37,7 @@ from persona_runner.run.recorder import (
     save_tick,
     start_tick,
 )
-from persona_runner.store.models import PersonaAction, utcnow
+from persona_runner.store.models import utcnow
 from persona_runner.util.threads import in_daemon_thread
 
 logger = logging.getLogger("persona_runner.run.live_tick")
@@ -61,7 +62,7 @@ class LiveTick:
         self.record = record
         self.cadence = cadence
         self.persona_id: str | None = None  # the persona's id in the store, once the tick is on record
-        self.waiting: list[PersonaAction] = []
+        self.waiting: list[ActionRow] = []
         self.written = 0  # how many of the first calls the writer has put in the store
         self._writer: _StoreWriter | None = None
 
@@ -155,7 +156,7 @@ class _StoreWriter:
                 next_reap = now + REAP_SECONDS
                 self._reap()
 
-    def _write(self, taken: list[tuple[LiveTick, list[PersonaAction]]], beating: list[str]) -> None:
+    def _write(self, taken: list[tuple[LiveTick, list[ActionRow]]], beating: list[str]) -> None:
         """One transaction for all; calls it could not write wait for the next round (or the tick's end)."""
         try:
             append_actions(self.store, [row for _, rows in taken for row in rows], beating)
