@@ -97,7 +97,7 @@ def _gather(store: Engine, label: str | None, personas: Sequence[PersonaSpec], e
         queue_workers=alive,
         silent_queue_workers=len(state.workers) - alive,
         in_flight=[InFlight(t.persona_name, t.tick_id, _utc(t.started_at), t.runner) for t in ticks],
-        queued=state.waiting,
+        queued=sorted(state.waiting),  # by name: the queue's order is whichever scheduler came first
         due=[name for name, due in dues if due.due],
         next_due=(later[1], _utc(later[0])) if later else None,
     )
