@@ -86,7 +86,8 @@ def _gather(store: Engine, label: str | None, personas: Sequence[PersonaSpec], e
     held = paused(store)
     ticks = ticks_in_flight(store, run_id)
     alive = sum(1 for _, beat in state.workers if (now - beat).total_seconds() < STALLED_AFTER)
-    busy = {*state.waiting, *state.taken, *(tick.persona_name for tick in ticks)}
+    ticking = {tick.persona_name for tick in ticks}
+    busy = {*state.waiting, *state.taken, *ticking}
     dues = [(persona.name, due) for persona, due in next_dues(store, personas, every, now) if persona.name not in busy]
     later = min(((due.at, name) for name, due in dues if not due.due), default=None)
     return FleetStatus(
@@ -97,7 +98,9 @@ def _gather(store: Engine, label: str | None, personas: Sequence[PersonaSpec], e
         queue_workers=alive,
         silent_queue_workers=len(state.workers) - alive,
         in_flight=[InFlight(t.persona_name, t.tick_id, _utc(t.started_at), t.runner) for t in ticks],
-        queued=sorted(state.waiting),  # by name: the queue's order is whichever scheduler came first
+        # A job a worker took whose tick has not started (held by a pause, or about to start) is still queued. By
+        # name: the queue's order is whichever scheduler came first.
+        queued=sorted([*state.waiting, *(name for name in state.taken if name not in ticking)]),
         due=[name for name, due in dues if due.due],
         next_due=(later[1], _utc(later[0])) if later else None,
     )
