@@ -11,7 +11,7 @@ from pydantic import BaseModel, computed_field
 from persona_runner.reporting.markdown import cell, code, table
 from persona_runner.run.replay import CallComparison, CallSide, Mode, TickReplay
 from persona_runner.store.recorded import DayRating
-from persona_runner.util.text import truncate
+from persona_runner.util.text import counted, truncate
 
 #: How much of a rebound id is shown: enough to tell ids apart.
 SHOWN_ID = 12
@@ -61,15 +61,11 @@ class ReplayReport(BaseModel):
         return list(summaries.values())
 
 
-def _count(number: int, thing: str) -> str:
-    return f"{number} {thing}{'' if number == 1 else 's'}"
-
-
 def verdict_counts(tick: TickReplay) -> str:
     """`20 calls: 18 same, 1 outcome changed, 1 slower`."""
     kinds = dict.fromkeys(call.verdict for call in tick.calls)
-    counted = ", ".join(f"{tick.count(verdict)} {verdict}" for verdict in kinds)
-    return _count(len(tick.calls), "call") + (f": {counted}" if counted else "")
+    tally = ", ".join(f"{tick.count(verdict)} {verdict}" for verdict in kinds)
+    return counted(len(tick.calls), "call") + (f": {tally}" if tally else "")
 
 
 def _side(side: CallSide | None) -> str:
@@ -150,7 +146,8 @@ def _tick(tick: TickReplay, *, heading: str) -> list[str]:
 def render_replay_markdown(report: ReplayReport) -> str:
     if len(report.ticks) == 1:
         return "\n".join(_tick(report.ticks[0], heading="# Replay of")) + "\n"
-    lines = [f"# Replay of {_count(len(report.ticks), 'tick')}", "", f"{report.mode} mode against {report.target}.", ""]
+    heading = f"# Replay of {counted(len(report.ticks), 'tick')}"
+    lines = [heading, "", f"{report.mode} mode against {report.target}.", ""]
     rows = [
         [cell(p.persona), *map(str, (p.ticks, p.calls, p.same, p.changed, p.rebound, p.unbound, p.problems))]
         for p in report.personas
@@ -175,10 +172,10 @@ def summary_line(report: ReplayReport) -> str:
     changed = [tick for tick in report.ticks if tick.changed]
     calls = sum(len(tick.calls) for tick in report.ticks)
     if not changed:
-        return f"replayed {_count(len(report.ticks), 'tick')} ({_count(calls, 'call')}): every outcome as recorded"
+        return f"replayed {counted(len(report.ticks), 'tick')} ({counted(calls, 'call')}): every outcome as recorded"
     first = changed[0]
     where = next((f"call {c.seq} {c.tool} {c.verdict}" for c in first.calls if c.changed), first.problem or "")
     return (
-        f"replayed {_count(len(report.ticks), 'tick')} ({_count(calls, 'call')}): {len(changed)} changed; "
+        f"replayed {counted(len(report.ticks), 'tick')} ({counted(calls, 'call')}): {len(changed)} changed; "
         f"first {first.tick_id}: {truncate(where, 200)}"
     )
