@@ -44,6 +44,10 @@ def _checked_target(url: str | None) -> str | None:
     return None if url is None else require_http_url(url, "--target", "http://127.0.0.1:8765")
 
 
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="PATH", help="Write here instead of standard output.", show_default=False),
+]
 TargetOption = Annotated[
     str | None,
     typer.Option(

@@ -21,6 +21,7 @@ from persona_runner.commands.options import (
     DbOption,
     DelayOption,
     FaultOption,
+    OutOption,
     TargetOption,
     store_from,
     user_errors_from,
@@ -139,10 +140,7 @@ def replay(
     output_format: Annotated[
         ReplayFormat, typer.Option("--format", help="md (readable, fits a PR comment) or json (every field).")
     ] = ReplayFormat.md,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="PATH", help="Write the result here; default: print it.", show_default=False),
-    ] = None,
+    out: OutOption = None,
     catalog: CatalogOption = None,
     db: DbOption = None,
 ) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from persona_runner.commands.atomic_files import write_atomic
-from persona_runner.commands.options import DbOption, store_from
+from persona_runner.commands.options import DbOption, OutOption, store_from
 from persona_runner.reporting.aggregate import RUNS, TICKS, build_report, runs_scope, store_name
 from persona_runner.reporting.formatting import utc_minute
 
@@ -59,10 +58,7 @@ def list_runs(
 @runs_app.command("export")
 def export(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to export.", show_default=False)],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="PATH", help="Write here instead of standard output.", show_default=False),
-    ] = None,
+    out: OutOption = None,
     db: DbOption = None,
 ) -> None:
     """Write a run's figures as JSON, to keep in a repository and pass to `gate --baseline FILE.json`."""

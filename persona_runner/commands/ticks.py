@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from persona_runner.commands.atomic_files import write_atomic
-from persona_runner.commands.options import DbOption, store_from
+from persona_runner.commands.options import DbOption, OutOption, store_from
 from persona_runner.reporting.aggregate import runs_scope, store_name
 from persona_runner.reporting.formatting import utc_minute
 from persona_runner.reporting.tick_html import render_tick_html
@@ -135,10 +134,7 @@ def show(
             "--format", help="text (for a terminal), html (one self-contained page, read as a conversation) or json."
         ),
     ] = Format.text,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="PATH", help="Write here instead of standard output.", show_default=False),
-    ] = None,
+    out: OutOption = None,
     db: DbOption = None,
 ) -> None:
     """One tick as the persona lived it: every call in order, the model's messages, its ratings and how it ended.
