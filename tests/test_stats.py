@@ -9,7 +9,8 @@ from random import Random
 import pytest
 from sqlmodel import Session
 
-from persona_runner.reporting.aggregate import PERCENTILES, build_report, runs_scope
+from persona_runner.reporting.actions import PERCENTILES
+from persona_runner.reporting.aggregate import build_report, runs_scope
 from persona_runner.store.db import open_store
 from persona_runner.store.models import PersonaAction, Run, Tick
 from persona_runner.util.stats import percentile

@@ -51,7 +51,7 @@ def through(conn: Connection, stmt: Select[Any], index: str) -> Select[Any]:
     narrows the scope (a window's `created_at`, a run's `run_id`) and then sorts
     every row it read to group them; the covering indexes ordered like a report's
     groupings stream the groups instead. A store an earlier version wrote lacks
-    them until it is next opened for recording, and is read as before.
+    them (they are made only with a new store) and is read as before.
     """
     if conn.dialect.name != "sqlite":
         return stmt

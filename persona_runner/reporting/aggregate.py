@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from persona_runner.domain import module_of_tool
-from persona_runner.reporting.actions import PERCENTILES as PERCENTILES  # read by the tests of the percentile rule
 from persona_runner.reporting.actions import Counts, TickRollup, through, tick_rollup, tool_stats
 from persona_runner.reporting.failures import failure_groups
 from persona_runner.reporting.gate import Thresholds, what_changed

@@ -8,7 +8,6 @@ start, which is where such a server says what it is missing.
 
 from __future__ import annotations
 
-import shlex
 import tempfile
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from persona_runner.targets.base import ChooseSpace, Visit, Visitor
 from persona_runner.targets.errors import ProductError
 from persona_runner.targets.mcp import McpSession, SharedValidators, mcp_session
+from persona_runner.targets.spec import stdio_address
 from persona_runner.util.text import one_line
 
 HINT = "does --mcp-stdio start an MCP server on stdin/stdout?"
@@ -40,7 +40,7 @@ class McpStdioTarget:
 
     @property
     def address(self) -> str:
-        return f"stdio: {shlex.join(self.command)}"
+        return stdio_address(self.command)
 
     async def __aenter__(self) -> McpStdioTarget:
         return self

@@ -81,7 +81,7 @@ class TargetSpec(BaseModel):
     @property
     def address(self) -> str:
         """What a run records as its target: the URL, or the child's command line."""
-        return self.url if self.url else f"stdio: {shlex.join(self.command)}"
+        return self.url if self.url else stdio_address(self.command)
 
     def on_record(self) -> dict[str, Any]:
         """The target as a run's config keeps it: header names, never their values."""
@@ -93,6 +93,11 @@ class TargetSpec(BaseModel):
         if self.env:
             kept["env"] = [item.partition("=")[0] for item in self.env]
         return kept
+
+
+def stdio_address(command: list[str]) -> str:
+    """How a child server is named where a URL would be: in the run's record, in messages."""
+    return f"stdio: {shlex.join(command)}"
 
 
 def resolve_headers(headers: Mapping[str, str], where: str, env: Mapping[str, str] = os.environ) -> dict[str, str]:
