@@ -8,9 +8,11 @@ database:
 - per tool and whole millisecond: calls, errors, the latency histogram the
   gate's rank test compares, and which few milliseconds hold the ranks the
   p50/p95/p99 need; one narrow query then ranks the actions inside only those;
-- per tick and module, rolled up per persona, module and trend bucket: the
-  calls and errors of each persona, each trend point, and pass^k (ticks and
-  personas that used a module and never met a product error in it).
+- per persona, module and trend bucket: the calls and errors of each persona,
+  each trend point, and pass^k (ticks and personas that used a module and
+  never met a product error in it). By run on SQLite it is one pass counting
+  each group's distinct ticks; by the day a tick's persona lived, or on
+  PostgreSQL, the actions are grouped per tick first.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Integer, case, cast, func, select, tuple_
+from sqlalchemy import Integer, String, and_, case, cast, column, distinct, func, select, values
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FromClause, Select
+from sqlalchemy.sql.expression import Select
 
 from persona_runner.reporting.model import Reliability, Scope, ToolStats
-from persona_runner.reporting.tables import ACTIONS, TICKS, in_scope
-from persona_runner.store.models import IS_PRODUCT_ERROR
+from persona_runner.reporting.tables import ACTIONS, in_scope, trend_bucket
+from persona_runner.store.models import IS_PRODUCT_ERROR, PRODUCT_ERROR
 
 #: The covering indexes a report's passes stream their groups from on SQLite (see `through`).
 TOOL_MS_INDEX = "ix_actions_tool_ms"
 TICK_MODULE_INDEX = "ix_actions_tick_module"
+MODULE_PERSONA_RUN_INDEX = "ix_actions_module_persona_run"
 
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 
@@ -100,14 +103,14 @@ def tool_stats(conn: Connection, scope: Scope) -> list[ToolStats]:
     for module, tool_name, whole, calls, failed in rows:
         histograms[(module, tool_name)].append((int(whole), int(calls)))
         errors[(module, tool_name)] += int(failed)
-    values = _ranked_values(conn, scope, histograms)
+    ranked = _ranked_values(conn, scope, histograms)
     stats = []
     for (module, tool_name), histogram in histograms.items():
         calls = sum(count for _, count in histogram)
         latencies: dict[str, float | None] = {}
         for name, (position, below) in _ranks(calls).items():
-            low = values.get((module, tool_name, below))
-            high = values.get((module, tool_name, below + 1), low)
+            low = ranked.get((module, tool_name, below))
+            high = ranked.get((module, tool_name, below + 1), low)
             latencies[name] = None if low is None or high is None else low + (position - below) * (high - low)
         stats.append(
             ToolStats(
@@ -141,6 +144,12 @@ def _ranked_values(
     if not wanted:
         return {}
     ms = whole_ms(conn)
+    # Joined from the wanted milliseconds, each is a seek into the tool's histogram order, not a scan of the scope.
+    buckets = (
+        values(column("module", String), column("tool_name", String), column("ms", Integer), name="wanted")
+        .data(list(wanted))
+        .cte()
+    )
     inside = through(
         conn,
         select(
@@ -154,19 +163,26 @@ def _ranked_values(
                 )
                 - 1
             ).label("i"),
-        ).where(
-            in_scope(ACTIONS, scope),
-            tuple_(ACTIONS.c.module, ACTIONS.c.tool_name, ms).in_(list(wanted)),
-        ),
+        )
+        .select_from(buckets)
+        .join(
+            ACTIONS,
+            and_(
+                ACTIONS.c.module == buckets.c.module,
+                ACTIONS.c.tool_name == buckets.c.tool_name,
+                ms == buckets.c.ms,
+            ),
+        )
+        .where(in_scope(ACTIONS, scope)),
         TOOL_MS_INDEX,
     ).subquery()
     within = sorted(set().union(*wanted.values()))
-    values = {}
+    ranked = {}
     for module, tool_name, whole, latency, i in conn.execute(select(inside).where(inside.c.i.in_(within))):
         key = (module, tool_name, int(whole))
         if i in wanted.get(key, ()):
-            values[(module, tool_name, starts[key] + i)] = float(latency)
-    return values
+            ranked[(module, tool_name, starts[key] + i)] = float(latency)
+    return ranked
 
 
 @dataclass
@@ -190,45 +206,14 @@ class TickRollup:
 
 
 def tick_rollup(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> TickRollup:
-    """Calls and errors per tick and module, rolled up per persona, module and trend bucket (the day the tick's
-    persona lived, or the run), with the ticks that met no product error.
+    """Calls and errors per persona, module and trend bucket (the day the tick's persona lived, or the run), with
+    the ticks that used the module and those that met no product error in it.
 
     A persona met no product error in a module when none of its ticks did, so
     pass^k needs no finer rows than these.
     """
-    errors = func.sum(IS_PRODUCT_ERROR).label("errors")
-    # A tick's actions share its persona and run. SQLite groups on the tick and module alone, in the order of the
-    # index it streams them from, and takes the persona and run from any row of the group (a bare column).
-    groups = (ACTIONS.c.tick_id, ACTIONS.c.module)
-    keys = (*groups, ACTIONS.c.persona_id, ACTIONS.c.run_id)
-    per_tick = through(
-        conn,
-        select(*keys, func.count().label("calls"), errors)
-        .where(in_scope(ACTIONS, scope))
-        .group_by(*(groups if conn.dialect.name == "sqlite" else keys)),
-        TICK_MODULE_INDEX,
-    ).subquery()
-    bucket: ColumnElement[Any]
-    source: FromClause
-    if by == "run":
-        bucket, source = per_tick.c.run_id, per_tick
-    else:
-        bucket = TICKS.c.tick_date
-        source = per_tick.outerjoin(TICKS, TICKS.c.tick_id == per_tick.c.tick_id)
-    bucket = bucket.label("bucket")
-    rows = conn.execute(
-        select(
-            per_tick.c.persona_id,
-            per_tick.c.module,
-            bucket,
-            func.count().label("ticks"),
-            func.sum(case((per_tick.c.errors == 0, 1), else_=0)).label("clean_ticks"),
-            func.sum(per_tick.c.calls).label("calls"),
-            func.sum(per_tick.c.errors).label("errors"),
-        )
-        .select_from(source)
-        .group_by(per_tick.c.persona_id, per_tick.c.module, bucket)
-    )
+    one_pass = by == "run" and conn.dialect.name == "sqlite"
+    rows = conn.execute(_per_run(conn, scope) if one_pass else _per_tick(conn, scope, by))
     rollup = TickRollup()
     ticks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     persona_errors: dict[tuple[str, str], int] = defaultdict(int)
@@ -246,3 +231,58 @@ def tick_rollup(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> Ti
             ticks=used, clean_ticks=clean, personas=len(mine), clean_personas=sum(1 for failed in mine if not failed)
         )
     return rollup
+
+
+def _per_run(conn: Connection, scope: Scope) -> Select[Any]:
+    """The rollup's rows by run, in one grouped pass on SQLite: a run is on every action, and a tick's actions
+    share its persona and run, so a group's ticks are its distinct tick ids, counted as the index streams them."""
+    tick = ACTIONS.c.tick_id
+    ticks = func.count(distinct(tick))
+    failed_ticks = func.count(distinct(case((PRODUCT_ERROR, tick))))
+    keys = (ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.run_id)
+    return through(
+        conn,
+        select(
+            ACTIONS.c.persona_id,
+            ACTIONS.c.module,
+            ACTIONS.c.run_id.label("bucket"),
+            ticks.label("ticks"),
+            (ticks - failed_ticks).label("clean_ticks"),
+            func.count().label("calls"),
+            func.sum(IS_PRODUCT_ERROR).label("errors"),
+        )
+        .where(in_scope(ACTIONS, scope))
+        .group_by(*keys),
+        MODULE_PERSONA_RUN_INDEX,
+    )
+
+
+def _per_tick(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> Select[Any]:
+    """The rollup's rows from actions grouped per tick and module first: the day is the tick's, not the action's,
+    and PostgreSQL hashes a million rows into ticks faster than it sorts them for distinct counts."""
+    errors = func.sum(IS_PRODUCT_ERROR).label("errors")
+    # A tick's actions share its persona and run. SQLite groups on the tick and module alone, in the order of the
+    # index it streams them from, and takes the persona and run from any row of the group (a bare column).
+    groups = (ACTIONS.c.tick_id, ACTIONS.c.module)
+    keys = (*groups, ACTIONS.c.persona_id, ACTIONS.c.run_id)
+    per_tick = through(
+        conn,
+        select(*keys, func.count().label("calls"), errors)
+        .where(in_scope(ACTIONS, scope))
+        .group_by(*(groups if conn.dialect.name == "sqlite" else keys)),
+        TICK_MODULE_INDEX,
+    ).subquery()
+    bucket, source = trend_bucket(per_tick, by)
+    return (
+        select(
+            per_tick.c.persona_id,
+            per_tick.c.module,
+            bucket,
+            func.count().label("ticks"),
+            func.sum(case((per_tick.c.errors == 0, 1), else_=0)).label("clean_ticks"),
+            func.sum(per_tick.c.calls).label("calls"),
+            func.sum(per_tick.c.errors).label("errors"),
+        )
+        .select_from(source)
+        .group_by(per_tick.c.persona_id, per_tick.c.module, bucket)
+    )

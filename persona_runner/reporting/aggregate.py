@@ -41,6 +41,7 @@ from persona_runner.reporting.model import (
     TrendPoint,
     error_rate,
 )
+from persona_runner.reporting.ratings import RatingRollup, Sums, rating_rollup
 from persona_runner.reporting.tables import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, in_scope
 from persona_runner.store.db import describe
 from persona_runner.store.models import (
@@ -109,22 +110,6 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
         select(RUNS.c.run_id).where(RUNS.c.started_at < first_start).order_by(RUNS.c.started_at.desc()).limit(1)
     ).scalar()
     return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
-
-
-def _rating_stats(
-    conn: Connection, scope: Scope, *keys: ColumnElement[Any], by_tick: bool = False
-) -> dict[tuple[Any, ...], RatingStats]:
-    """Rating statistics grouped by the given keys (columns of the rating's tick too, with `by_tick`), from
-    count, sum and sum of squares."""
-    rating = FEEDBACK.c.rating
-    stmt = select(
-        *keys, func.count().label("n"), func.sum(rating).label("total"), func.sum(rating * rating).label("total_sq")
-    )
-    joined = [TICKS.c.tick_id == FEEDBACK.c.tick_id] if by_tick else []
-    rows = conn.execute(stmt.where(in_scope(FEEDBACK, scope), *joined).group_by(*keys))
-    return {
-        tuple(row[: len(keys)]): RatingStats.from_sums(row.n, float(row.total), float(row.total_sq)) for row in rows
-    }
 
 
 def _runs_covered(conn: Connection, scope: Scope) -> list[RunInfo]:
@@ -252,30 +237,18 @@ def _intended_shares(personas: dict[str, dict[str, float]], calls_by_persona: di
 
 
 def _trend(
-    conn: Connection, scope: Scope, by: Literal["day", "run"], counts: dict[tuple[str, str], Counts]
+    scope: Scope, by: Literal["day", "run"], counts: dict[tuple[str, str], Counts], ratings: dict[tuple[str, str], Sums]
 ) -> dict[str, list[TrendPoint]]:
     """Rating and error rate per day the personas lived (a window: the ticks' `tick_date`, so `run --repeat`
     draws its days) or per run (a set of runs), per module."""
-    rating_key: ColumnElement[Any]
-    if by == "run":
-        rating_key = FEEDBACK.c.run_id
-        order = {run_id: i for i, run_id in enumerate(scope.run_ids)}
-    else:
-        rating_key = TICKS.c.tick_date
-        order = {}
-    ratings = {
-        (str(bucket), module): stats
-        for (bucket, module), stats in _rating_stats(
-            conn, scope, rating_key.label("bucket"), FEEDBACK.c.module, by_tick=by == "day"
-        ).items()
-    }
+    order = {run_id: i for i, run_id in enumerate(scope.run_ids)} if by == "run" else {}
     trend: dict[str, list[TrendPoint]] = defaultdict(list)
     for bucket, module in sorted(set(ratings) | set(counts), key=lambda key: (order.get(key[0], 0), key[0])):
         calls, errors = astuple(counts.get((bucket, module), Counts()))
         trend[module].append(
             TrendPoint(
                 bucket=bucket,
-                rating=ratings.get((bucket, module), RatingStats()),
+                rating=ratings[(bucket, module)].stats() if (bucket, module) in ratings else RatingStats(),
                 calls=calls,
                 errors=errors,
                 error_rate=error_rate(calls, errors),
@@ -309,7 +282,7 @@ def _offered_by_module(
 
 
 def _persona_reports(
-    conn: Connection, scope: Scope, names: dict[str, str], by_persona: dict[str, Counts]
+    conn: Connection, scope: Scope, names: dict[str, str], by_persona: dict[str, Counts], ratings: RatingRollup
 ) -> list[PersonaReport]:
     """Ticks, calls, errors and the rating grid row of every persona active in the scope."""
     counts = {persona_id: astuple(count) for persona_id, count in by_persona.items()}
@@ -322,10 +295,8 @@ def _persona_reports(
         )
     }
     grid: dict[str, dict[str, RatingStats]] = defaultdict(dict)
-    for (persona_id, module), stats in sorted(
-        _rating_stats(conn, scope, FEEDBACK.c.persona_id, FEEDBACK.c.module).items()
-    ):
-        grid[persona_id][module] = stats
+    for (persona_id, module), sums in sorted(ratings.by_persona.items()):
+        grid[persona_id][module] = sums.stats()
     personas = []
     for persona_id in _sorted_union(ticks, counts, grid):
         tick_name, tick_count = ticks.get(persona_id, (None, 0))
@@ -350,12 +321,13 @@ def _module_reports(
     personas: list[PersonaReport],
     persona_rows: Sequence[Any],
     rollup: TickRollup,
+    rating_sums: RatingRollup,
     trend_by: Literal["day", "run"],
 ) -> list[ModuleReport]:
     """Everything per module: ratings, calls, errors, latency per tool, coverage, mix, errors, notes, trend."""
     tools = tool_stats(conn, scope)
-    ratings = {module: stats for (module,), stats in _rating_stats(conn, scope, FEEDBACK.c.module).items()}
-    trend = _trend(conn, scope, trend_by, rollup.by_bucket)
+    ratings = {module: sums.stats() for module, sums in rating_sums.by_module.items()}
+    trend = _trend(scope, trend_by, rollup.by_bucket, rating_sums.by_bucket)
     reliability = rollup.reliability
     errors = _top_errors(conn, scope)
     notes = _lowest_notes(conn, scope, {row.user_id: row.name for row in persona_rows})
@@ -401,8 +373,10 @@ def build_report(engine: Engine, scope: Scope, *, compare: bool = True) -> Repor
         persona_rows = conn.execute(select(PERSONAS.c.user_id, PERSONAS.c.name, PERSONAS.c.module_mix)).all()
         trend_by: Literal["day", "run"] = "run" if scope.kind == "runs" else "day"
         rollup = tick_rollup(conn, scope, trend_by)
-        personas = _persona_reports(conn, scope, {row.user_id: row.name for row in persona_rows}, rollup.by_persona)
-        modules = _module_reports(conn, scope, personas, persona_rows, rollup, trend_by)
+        ratings = rating_rollup(conn, scope, trend_by)
+        names = {row.user_id: row.name for row in persona_rows}
+        personas = _persona_reports(conn, scope, names, rollup.by_persona, ratings)
+        modules = _module_reports(conn, scope, personas, persona_rows, rollup, ratings, trend_by)
         statuses = conn.execute(
             select(TICKS.c.status, func.count()).where(in_scope(TICKS, scope)).group_by(TICKS.c.status)
         ).all()

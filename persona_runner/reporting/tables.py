@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, inspect, select
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
 from persona_runner.reporting.model import Scope
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
@@ -33,3 +34,11 @@ def in_scope(table: Any, scope: Scope) -> ColumnElement[bool]:
     if scope.target is not None:
         runs = runs.where(RUNS.c.target == scope.target)
     return and_(within, table.c.run_id.in_(runs.scalar_subquery()))
+
+
+def trend_bucket(rows: FromClause, by: Literal["day", "run"]) -> tuple[ColumnElement[Any], FromClause]:
+    """The trend bucket of `rows` (which carry `run_id` and `tick_id`), labelled "bucket", and what to select it
+    from: their run, or the day their tick's persona lived (None for a tick not on record)."""
+    if by == "run":
+        return rows.c.run_id.label("bucket"), rows
+    return TICKS.c.tick_date.label("bucket"), rows.outerjoin(TICKS, TICKS.c.tick_id == rows.c.tick_id)

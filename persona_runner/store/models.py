@@ -172,6 +172,19 @@ Index(
     *_SCOPE_AND_RESULT,
     info=_REPORT_ONLY,
 )
+#: A report's rollup by run, in the order it groups by: SQLite streams the groups off the index and counts each
+#: group's ticks as they come (PostgreSQL hashes them either way).
+Index(
+    "ix_actions_module_persona_run",
+    col(_A.module),
+    col(_A.persona_id),
+    col(_A.run_id),
+    col(_A.tick_id),
+    col(_A.result),
+    col(_A.probe),
+    col(_A.created_at),
+    info=_REPORT_ONLY,
+).ddl_if(dialect="sqlite")
 #: A report's per-tool latency histogram, grouped by whole millisecond as `reporting.actions.whole_ms` cuts it,
 #: so the groups stream off the index and a percentile's millisecond is found by a seek. One expression per
 #: database, each index made only on its own.
