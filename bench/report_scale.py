@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from persona_runner.reporting.tables import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS
 from persona_runner.store.db import open_store
+from persona_runner.util.canonical import canonical_json, input_hash
 
 MODULES = {
     "todo": ["create", "list", "complete", "delete"],
@@ -61,6 +62,8 @@ MODULES = {
     "contacts": ["add", "find"],
 }
 TOOLS = [f"{module}.{verb}" for module, verbs in MODULES.items() for verb in verbs]
+#: The tools offered as a tick's row keeps them (`store.models.Tick.tools_offered`).
+OFFERED = canonical_json(sorted(TOOLS))
 ERRORS = ["503 upstream unavailable", "validation error: title required", "timeout after 30s", "not found"]
 BATCH = 20_000
 DAYS = 7
@@ -147,7 +150,6 @@ def generate(conn: Connection, actions: int, personas: int, seed: int) -> None:
         ),
     )
     ticks = actions // 10
-    offered = {"tools_offered": TOOLS}
     bulk_insert(
         conn,
         TICKS,
@@ -165,10 +167,11 @@ def generate(conn: Connection, actions: int, personas: int, seed: int) -> None:
             "errors",
             "tokens_in",
             "tokens_out",
+            "tools_offered",
         ],
         _ticks(ticks, personas, end),
     )
-    bulk_insert(conn, TRANSCRIPTS, ["tick_id", "body"], ((f"t{i}", offered) for i in range(ticks)))
+    bulk_insert(conn, TRANSCRIPTS, ["tick_id", "body"], ((f"t{i}", _transcript(i)) for i in range(ticks)))
     bulk_insert(
         conn,
         ACTIONS,
@@ -219,7 +222,35 @@ def _ticks(ticks: int, personas: int, end: datetime) -> Iterator[tuple[Any, ...]
             0,
             0,
             0,
+            OFFERED,
         )
+
+
+def _transcript(tick: int) -> dict[str, Any]:
+    """A small transcript shaped as the runner writes one: the tools offered, then each call with its arguments
+    and the start of its answer (real ones keep up to 16k characters of each structured answer)."""
+    calls = []
+    for seq in range(10):
+        tool = TOOLS[(tick + seq) % len(TOOLS)]
+        arguments = {"title": f"errand {tick}-{seq}", "notes": "pick up the parcel before noon"}
+        answer = {"id": f"{tick:08d}-{seq:02d}", "title": arguments["title"], "done": False}
+        calls.append(
+            {
+                "seq": seq,
+                "tool": tool,
+                "module": tool.split(".")[0],
+                "arguments": arguments,
+                "input_hash": input_hash(arguments),
+                "outcome": "ok",
+                "probe": False,
+                "latency_ms": 40.0,
+                "error": None,
+                "result_excerpt": canonical_json(answer),
+                "structured": answer,
+                "at": None,
+            }
+        )
+    return {"tools_offered": TOOLS, "calls": calls}
 
 
 def _actions(

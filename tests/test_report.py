@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, delete
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.formatting import utc_minute
@@ -29,6 +30,7 @@ from persona_runner.reporting.model import (
 )
 from persona_runner.store.db import open_store
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
+from persona_runner.util.canonical import canonical_json
 from tests.cli_helpers import cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -84,7 +86,9 @@ class StoreBuilder:
         offered: Sequence[str] | None = OFFERED,
         probes: frozenset[int] = frozenset(),
         status: str = "ok",
+        offered_on_row: bool = True,
     ) -> str:
+        """`offered_on_row=False` writes the tools offered to the transcript only, as an earlier version did."""
         self._ticks += 1
         tick_id = f"{run_id}-{self._ticks}"
         rows: list[Any] = [
@@ -98,6 +102,7 @@ class StoreBuilder:
                 status=status,
                 driver="scripted",
                 tool_calls=len(calls),
+                tools_offered=canonical_json(sorted(offered)) if offered is not None and offered_on_row else None,
             )
         ]
         if offered is not None:
@@ -405,6 +410,29 @@ def test_coverage_falls_back_to_tools_seen_when_no_transcript_lists_them(tmp_pat
         0.5,
     )
     assert todo.intended_share is None  # no persona row, so no mix to compare against
+
+
+def test_tools_offered_come_from_tick_rows_and_the_transcripts_of_older_ticks(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    store = StoreBuilder(url)
+    store.run("r0", NOW)
+    ann = store.tick("r0", "ann", NOW, [("todo.create", 5)], {"todo": 4}, offered=["todo.create", "todo.list"])
+    store.tick("r0", "bob", NOW, [("todo.create", 5)], {}, offered=["todo.delete"], offered_on_row=False)
+    with store.engine.begin() as conn:  # Ann's list is on her tick's row alone
+        conn.execute(delete(Transcript).where(col(Transcript.tick_id) == ann))
+    todo = run_report(store, "r0").module("todo")
+    assert todo and todo.tools_offered == ["todo.create", "todo.delete", "todo.list"]
+
+    # A store from before ticks kept the list, read as it is (reading commands do not upgrade a store).
+    store.engine.dispose()
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        db.execute("ALTER TABLE ticks DROP COLUMN tools_offered")
+    older = open_store(url, create=False)
+    with older.connect() as conn:
+        scope = runs_scope(conn, ["r0"])
+    todo = build_report(older, scope).module("todo")
+    assert todo and todo.tools_offered == ["todo.delete"]
+    older.dispose()
 
 
 class StrictHTML(HTMLParser):

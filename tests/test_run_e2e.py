@@ -79,6 +79,9 @@ def test_action_hashes_match_the_transcript_and_latencies_are_positive(first_run
         assert (error is None) == (result == "ok")
     for body in transcripts.values():
         assert body["tools_offered"] and "admin.set_tier" not in body["tools_offered"]
+    # The tick's row keeps the same list, sorted, for reports to read without the transcripts.
+    for tick_id, offered in rows(db, "SELECT tick_id, tools_offered FROM ticks"):
+        assert json.loads(offered) == sorted(transcripts[tick_id]["tools_offered"])
 
 
 def test_chaos_persona_invalid_calls_are_errors_with_the_gateways_message(first_run: tuple[Path, str]) -> None:

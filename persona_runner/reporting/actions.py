@@ -21,13 +21,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Integer, String, and_, case, cast, column, distinct, func, select, values
+from sqlalchemy import Integer, String, and_, case, cast, distinct, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import Select
+from sqlalchemy.sql.expression import FromClause, Select
 
 from persona_runner.reporting.model import Reliability, Scope, ToolStats
-from persona_runner.reporting.tables import ACTIONS, in_scope, trend_bucket
+from persona_runner.reporting.tables import ACTIONS, in_scope, rows_to_join, trend_bucket
 from persona_runner.store.models import IS_PRODUCT_ERROR, PRODUCT_ERROR
 
 #: The covering indexes a report's passes stream their groups from on SQLite (see `through`).
@@ -47,8 +47,14 @@ def whole_ms(conn: Connection) -> ColumnElement[int]:
     return cast(func.trunc(latency) if conn.dialect.name == "postgresql" else latency, Integer)
 
 
-def through(conn: Connection, stmt: Select[Any], index: str) -> Select[Any]:
-    """`stmt` reading `persona_actions` through `index` on SQLite, when the store has it.
+#: Below this many rows (actions, ratings) a scope is read through the index that narrows it (its time or runs):
+#: a covering index holds the whole store, and streaming all of it for a small scope costs more than sorting.
+SMALL_SCOPE = 10_000
+
+
+def through(conn: Connection, scope: Scope, stmt: Select[Any], index: str, table: FromClause = ACTIONS) -> Select[Any]:
+    """`stmt` reading `table` (`persona_actions` unless said) through `index` on SQLite, when the store has it and
+    the scope is not small.
 
     Without statistics (no `ANALYZE`) SQLite's planner takes the index that
     narrows the scope (a window's `created_at`, a run's `run_id`) and then sorts
@@ -56,10 +62,16 @@ def through(conn: Connection, stmt: Select[Any], index: str) -> Select[Any]:
     groupings stream the groups instead. A store an earlier version wrote lacks
     them (they are made only with a new store) and is read as before.
     """
-    if conn.dialect.name != "sqlite":
+    if conn.dialect.name != "sqlite" or _is_small(conn, scope, table):
         return stmt
     found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)).first()
-    return stmt.with_hint(ACTIONS, f"INDEXED BY {index}", "sqlite") if found else stmt
+    return stmt.with_hint(table, f"INDEXED BY {index}", "sqlite") if found else stmt
+
+
+def _is_small(conn: Connection, scope: Scope, table: FromClause) -> bool:
+    """Whether the scope holds fewer than `SMALL_SCOPE` rows of `table`, counted no further than that."""
+    first = select(table.c.id).where(in_scope(table, scope)).limit(SMALL_SCOPE).subquery()
+    return conn.execute(select(func.count()).select_from(first)).scalar_one() < SMALL_SCOPE
 
 
 def _ranks(calls: int) -> dict[str, tuple[float, int]]:
@@ -91,6 +103,7 @@ def tool_stats(conn: Connection, scope: Scope) -> list[ToolStats]:
     rows = conn.execute(
         through(
             conn,
+            scope,
             select(ACTIONS.c.module, ACTIONS.c.tool_name, ms, func.count().label("calls"), func.sum(IS_PRODUCT_ERROR))
             .where(in_scope(ACTIONS, scope))
             .group_by(ACTIONS.c.module, ACTIONS.c.tool_name, ms)
@@ -144,14 +157,10 @@ def _ranked_values(
     if not wanted:
         return {}
     ms = whole_ms(conn)
-    # Joined from the wanted milliseconds, each is a seek into the tool's histogram order, not a scan of the scope.
-    buckets = (
-        values(column("module", String), column("tool_name", String), column("ms", Integer), name="wanted")
-        .data(list(wanted))
-        .cte()
-    )
+    buckets = rows_to_join("wanted", list(wanted), module=String, tool_name=String, ms=Integer)
     inside = through(
         conn,
+        scope,
         select(
             ACTIONS.c.module,
             ACTIONS.c.tool_name,
@@ -242,6 +251,7 @@ def _per_run(conn: Connection, scope: Scope) -> Select[Any]:
     keys = (ACTIONS.c.module, ACTIONS.c.persona_id, ACTIONS.c.run_id)
     return through(
         conn,
+        scope,
         select(
             ACTIONS.c.persona_id,
             ACTIONS.c.module,
@@ -267,6 +277,7 @@ def _per_tick(conn: Connection, scope: Scope, by: Literal["day", "run"]) -> Sele
     keys = (*groups, ACTIONS.c.persona_id, ACTIONS.c.run_id)
     per_tick = through(
         conn,
+        scope,
         select(*keys, func.count().label("calls"), errors)
         .where(in_scope(ACTIONS, scope))
         .group_by(*(groups if conn.dialect.name == "sqlite" else keys)),

@@ -11,13 +11,14 @@ construction.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, select, true, tuple_
+from sqlalchemy import Integer, String, and_, func, inspect, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,7 +43,16 @@ from persona_runner.reporting.model import (
     error_rate,
 )
 from persona_runner.reporting.ratings import RatingRollup, Sums, rating_rollup
-from persona_runner.reporting.tables import ACTIONS, FEEDBACK, PERSONAS, RUNS, TICKS, TRANSCRIPTS, in_scope
+from persona_runner.reporting.tables import (
+    ACTIONS,
+    FEEDBACK,
+    PERSONAS,
+    RUNS,
+    TICKS,
+    TRANSCRIPTS,
+    in_scope,
+    rows_to_join,
+)
 from persona_runner.store.db import describe
 from persona_runner.store.models import (
     PRODUCT_ERROR,
@@ -50,6 +60,8 @@ from persona_runner.store.models import (
 from persona_runner.util.errors import UserError
 
 TOP_ERRORS = 5
+#: The covering index a report's notes stream from on SQLite (see `through`).
+NOTES_INDEX = "ix_feedback_notes"
 NOTES_PER_MODULE = 10
 
 
@@ -144,6 +156,7 @@ def _top_errors(conn: Connection, scope: Scope) -> dict[str, list[ErrorCount]]:
     message = func.coalesce(ACTIONS.c.error_message, "(no message)").label("message")
     grouped = through(
         conn,
+        scope,
         select(ACTIONS.c.module, message, func.count().label("count"))
         .where(in_scope(ACTIONS, scope), PRODUCT_ERROR)
         .group_by(ACTIONS.c.module, message),
@@ -160,7 +173,9 @@ def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict
     how often and by whom it was given: one complaint said every tick must not crowd out the others."""
     given = and_(in_scope(FEEDBACK, scope), FEEDBACK.c.notes != "")
     keys = (FEEDBACK.c.module, FEEDBACK.c.rating, FEEDBACK.c.notes)
-    groups = (
+    groups = through(
+        conn,
+        scope,
         select(
             *keys,
             func.count().label("times"),
@@ -168,14 +183,19 @@ def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict
             func.max(FEEDBACK.c.tick_id).label("tick_id"),
         )
         .where(given)
-        .group_by(*keys)
-        .subquery()
-    )
+        .group_by(*keys),
+        NOTES_INDEX,
+        FEEDBACK,
+    ).subquery()
     kept = _top_per_module(conn, groups, (groups.c.rating, groups.c.latest.desc(), groups.c.tick_id), NOTES_PER_MODULE)
     givers: dict[tuple[str, int, str], list[str]] = defaultdict(list)
     if kept:
-        chosen = tuple_(*keys).in_([(row.module, row.rating, row.notes) for row in kept])
-        for row in conn.execute(select(*keys, FEEDBACK.c.persona_id).where(given, chosen).distinct()):
+        chosen = rows_to_join(
+            "kept", [(row.module, row.rating, row.notes) for row in kept], module=String, rating=Integer, notes=String
+        )
+        same = and_(*(key == chosen.c[key.name] for key in keys))
+        given_by = select(*keys, FEEDBACK.c.persona_id).select_from(chosen).join(FEEDBACK, same).where(given)
+        for row in conn.execute(through(conn, scope, given_by.distinct(), NOTES_INDEX, FEEDBACK)):
             givers[(row.module, row.rating, row.notes)].append(names.get(row.persona_id, row.persona_id))
     found: dict[str, list[Note]] = defaultdict(list)
     for row in kept:
@@ -195,20 +215,29 @@ def _lowest_notes(conn: Connection, scope: Scope, names: dict[str, str]) -> dict
 
 
 def _offered_tools(conn: Connection, scope: Scope) -> set[str]:
-    """Distinct tool names the product offered in the scope's ticks, as recorded in their transcripts."""
+    """Distinct tool names the product offered in the scope's ticks: the few distinct lists their rows keep, and
+    for ticks an earlier version wrote (no list on the row), their transcripts."""
+    names: set[str] = set()
+    in_transcripts = in_scope(TICKS, scope)
+    if "tools_offered" in {column["name"] for column in inspect(conn).get_columns("ticks")}:
+        kept = TICKS.c.tools_offered
+        lists = select(kept).where(in_scope(TICKS, scope), kept.is_not(None)).distinct()
+        for offered in conn.execute(lists).scalars():
+            names.update(json.loads(offered))
+        in_transcripts = and_(in_transcripts, kept.is_(None))
     tools_offered = TRANSCRIPTS.c.body["tools_offered"]
     if conn.dialect.name == "postgresql":
-        names = func.json_array_elements_text(tools_offered).table_valued("value")
+        listed = func.json_array_elements_text(tools_offered).table_valued("value")
     else:
-        names = func.json_each(TRANSCRIPTS.c.body, "$.tools_offered").table_valued("value")
+        listed = func.json_each(TRANSCRIPTS.c.body, "$.tools_offered").table_valued("value")
     stmt = (
-        select(names.c.value)
+        select(listed.c.value)
         .distinct()
         .select_from(TICKS.join(TRANSCRIPTS, TRANSCRIPTS.c.tick_id == TICKS.c.tick_id))
-        .join(names, true())
-        .where(in_scope(TICKS, scope))
+        .join(listed, true())
+        .where(in_transcripts)
     )
-    return {str(name) for name in conn.execute(stmt).scalars()}
+    return names | {str(name) for name in conn.execute(stmt).scalars()}
 
 
 def _seen_tools(conn: Connection) -> dict[str, str]:

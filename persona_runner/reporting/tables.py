@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import and_, inspect, select
+from sqlalchemy import and_, column, inspect, select, values
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import CTE, FromClause
+from sqlalchemy.types import TypeEngine
 
 from persona_runner.reporting.model import Scope
 from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, Transcript
@@ -42,3 +43,12 @@ def trend_bucket(rows: FromClause, by: Literal["day", "run"]) -> tuple[ColumnEle
     if by == "run":
         return rows.c.run_id.label("bucket"), rows
     return TICKS.c.tick_date.label("bucket"), rows.outerjoin(TICKS, TICKS.c.tick_id == rows.c.tick_id)
+
+
+def rows_to_join(name: str, rows: list[tuple[Any, ...]], **types: type[TypeEngine[Any]]) -> CTE:
+    """`rows` as a table of their own (a VALUES common table expression), columns named and typed by `types`.
+
+    Joined from, each row is a seek into an index ordered by those columns,
+    where SQLite reads an IN list of tuples by scanning the whole scope.
+    """
+    return values(*(column(key, kind) for key, kind in types.items()), name=name).data(rows).cte()

@@ -253,7 +253,14 @@ def _tick(record: TickRecord, persona_id: str, ended: datetime | None) -> Tick:
         runner=str(this_process()),
         heartbeat_at=ended or utcnow(),
         slot=record.slot,
+        tools_offered=_tools_offered(record.transcript),
     )
+
+
+def _tools_offered(transcript: Mapping[str, Any]) -> str | None:
+    """The tick's offered tools as its row keeps them; None before (or without) a login."""
+    offered = transcript.get("tools_offered")
+    return None if offered is None else canonical_json(sorted(offered))
 
 
 def action_row(record: TickRecord, call: RecordedCall, persona_id: str) -> ActionRow:

@@ -111,6 +111,9 @@ class Tick(ResultsTable, table=True):
     #: For a tick a worker played: the moment its persona fell due ("first": it had never ticked). Workers
     #: play a persona's slot once; a tick cut short by the harness leaves the slot to be played again.
     slot: str | None = None
+    #: The names of the tools the target offered the persona, sorted, as canonical JSON (also in the transcript):
+    #: a report reads the few distinct lists here instead of every transcript in its scope.
+    tools_offered: str | None = Field(default=None, sa_column=Column(Text))
 
 
 #: A tick still being played, or left so by a process that died. The value is a literal, not a
@@ -243,6 +246,22 @@ class PersonaFeedback(ResultsTable, table=True):
     rating: int
     notes: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+#: A report's notes, in the order it groups them, covering what it reads: SQLite streams the groups off the index
+#: and finds a kept note's givers by a seek. SQLite only: PostgreSQL refuses index entries over a few kilobytes,
+#: and notes have no such bound.
+Index(
+    "ix_feedback_notes",
+    col(PersonaFeedback.module),
+    col(PersonaFeedback.rating),
+    col(PersonaFeedback.notes),
+    col(PersonaFeedback.created_at),
+    col(PersonaFeedback.run_id),
+    col(PersonaFeedback.tick_id),
+    col(PersonaFeedback.persona_id),
+    info=_REPORT_ONLY,
+).ddl_if(dialect="sqlite")
 
 
 class Transcript(ResultsTable, table=True):
