@@ -36,8 +36,9 @@ from persona_runner.catalog import Catalog, PersonaSpec, default_catalog_path, l
 from persona_runner.credentials import derive_password
 from persona_runner.drivers.scripted import ScriptedDriver
 from persona_runner.run import live_tick
+from persona_runner.run.cadence import next_due
 from persona_runner.run.owner import Owner, this_process
-from persona_runner.run.reaper import STALE_AFTER, reap_interrupted
+from persona_runner.run.reaper import STALE_AFTER, reap_interrupted, recent_history
 from persona_runner.run.recorder import RecordError, TickRecord, start_tick
 from persona_runner.run.runner import RunResult, RunSettings, begin_run, end_run
 from persona_runner.run.seeding import seed_catalog
@@ -45,7 +46,7 @@ from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store import retry
 from persona_runner.store.db import open_store
-from persona_runner.store.models import PersonaAction, PersonaFeedback, Run, Tick, utcnow
+from persona_runner.store.models import Persona, PersonaAction, PersonaFeedback, Run, Tick, utcnow
 from persona_runner.targets.product import ProductClient
 from persona_runner.targets.spec import TargetSpec
 from tests.cli_helpers import ADMIN as CLI_ADMIN
@@ -315,6 +316,22 @@ def test_reaping_marks_only_the_ticks_whose_process_is_gone(store_url: str) -> N
     assert "no heartbeat" in (status["elsewhere-silent"].error or "")
     # The one elsewhere that still beat is taken for gone too, once its heartbeat is older than STALE_AFTER.
     assert reap_interrupted(store, now + STALE_AFTER) == ["elsewhere-alive"]
+
+
+def test_a_persona_whose_tick_died_with_its_process_is_due_again_at_once(store_url: str) -> None:
+    """The soak and the workers' scheduler read the history after reaping: a `running` tick its dead process
+    left would otherwise count as the persona's latest day and hold it back a whole cadence."""
+    store = open_store(store_url)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    me = this_process()
+    with Session(store) as session, session.begin():
+        session.add(Persona(user_id="p", email="p@personas.test", name="p", archetype="a", system_prompt=""))
+        running_tick(session, "died", str(Owner(me.host, finished.pid, "n1")), utcnow() - timedelta(seconds=3))
+    history = recent_history(store, ["p"])
+    assert [status for _, status in history["p"]] == ["interrupted"]
+    assert next_due("daily", history["p"], utcnow()).due
+    store.dispose()
 
 
 # ---- a store that falters ------------------------------------------------------------------------

@@ -28,13 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from persona_runner.catalog import PersonaSpec
-from persona_runner.run.cadence import CUT_SHORT, HISTORY_DEPTH, NextDue, next_due
+from persona_runner.run.cadence import CUT_SHORT, NextDue, next_due
 from persona_runner.run.owner import this_process
-from persona_runner.run.reaper import mark_interrupted
+from persona_runner.run.reaper import mark_interrupted, recent_history
 from persona_runner.run.runner import RunSettings
 from persona_runner.store.models import TICK_RUNNING, Run, Tick, WorkerPause, utcnow
 from persona_runner.store.retry import retrying
-from persona_runner.store.views import persona_ids, recent_ticks
 
 #: The label of a fleet whose workers were given none.
 DEFAULT_LABEL = "workers"
@@ -117,10 +116,9 @@ def next_dues(
     store: Engine, personas: Sequence[PersonaSpec], every: timedelta | None, now: datetime
 ) -> list[tuple[PersonaSpec, NextDue]]:
     """When each persona is next due, by its recent ticks in any run."""
-    ids = persona_ids(store, [p.name for p in personas])
-    history = recent_ticks(store, list(ids.values()), HISTORY_DEPTH)
+    history = recent_history(store, [p.name for p in personas])
     return [
-        (persona, next_due(persona.tick_cadence, history.get(ids.get(persona.name, ""), []), now, every=every))
+        (persona, next_due(persona.tick_cadence, history.get(persona.name, []), now, every=every))
         for persona in personas
     ]
 

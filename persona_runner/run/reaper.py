@@ -9,14 +9,17 @@ see `Owner.is_gone`), or whose heartbeat is older than `STALE_AFTER`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from persona_runner.run.cadence import HISTORY_DEPTH, PastTick
 from persona_runner.run.owner import Owner, this_process
-from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Run, Tick
+from persona_runner.store.models import IS_PRODUCT_ERROR, TICK_RUNNING, PersonaAction, Run, Tick, utcnow
+from persona_runner.store.views import persona_ids, recent_ticks
 from persona_runner.util.text import counted
 
 #: A live process refreshes its ticks' heartbeat every few seconds, but a write may keep retrying a
@@ -43,6 +46,18 @@ def reap_interrupted(engine: Engine, now: datetime) -> list[str]:
             mark_interrupted(session, gone)
         _end_runs_left_running(session)
     return list(gone)
+
+
+def recent_history(store: Engine, names: Sequence[str]) -> dict[str, list[PastTick]]:
+    """The recent ticks of the personas called `names`, by name, in any run, for the cadence rule to read.
+
+    Ticks dead processes left `running` are marked `interrupted` first: a
+    persona whose tick died with its process is due again now, not a whole
+    cadence after a tick it never lived.
+    """
+    reap_interrupted(store, utcnow())
+    names_of = {user_id: name for name, user_id in persona_ids(store, list(names)).items()}
+    return {names_of[user_id]: ticks for user_id, ticks in recent_ticks(store, list(names_of), HISTORY_DEPTH).items()}
 
 
 def _end_runs_left_running(session: Session) -> None:

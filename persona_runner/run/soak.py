@@ -27,6 +27,7 @@ from persona_runner.catalog import PersonaSpec, SpaceSpec
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.cadence import HISTORY_DEPTH, NextDue, PastTick, next_due
 from persona_runner.run.metrics import RunnerMetrics
+from persona_runner.run.reaper import recent_history
 from persona_runner.run.recorder import TickRecord
 from persona_runner.run.runner import (
     RAN_STATUSES,
@@ -40,7 +41,6 @@ from persona_runner.run.runner import (
 from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import utcnow
-from persona_runner.store.views import persona_ids, recent_ticks
 from persona_runner.targets.open import opened_target
 
 
@@ -179,7 +179,7 @@ async def execute_soak(
     )
     status = status or SoakStatus()
     status.ends_at = ends_at
-    history = await anyio.to_thread.run_sync(_history, store, [p.name for p in personas])
+    history = await anyio.to_thread.run_sync(recent_history, store, [p.name for p in personas])
     schedule = Schedule(personas, spaces, every=settings.every, history=history)
     result = RunResult(run_id=run.run_id, ticks=[])
     numbers = dict.fromkeys((p.name for p in personas), 0)
@@ -246,9 +246,3 @@ async def execute_soak(
 
 def _seconds_until(moment: datetime | None, now: datetime) -> float:
     return float("inf") if moment is None else max((moment - now).total_seconds(), 0.0)
-
-
-def _history(store: Engine, names: list[str]) -> dict[str, list[PastTick]]:
-    """The recent ticks of the personas called `names`, by name, as the store holds them from earlier runs."""
-    names_of = {user_id: name for name, user_id in persona_ids(store, names).items()}
-    return {names_of[user_id]: ticks for user_id, ticks in recent_ticks(store, list(names_of), HISTORY_DEPTH).items()}
