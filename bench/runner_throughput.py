@@ -29,6 +29,7 @@ RSS over into a child it starts (`ru_maxrss` survives fork and exec).
 
     .venv/bin/python bench/runner_throughput.py --personas 10 --turns 20 --concurrency 4 --rounds 3
     .venv/bin/python bench/runner_throughput.py --rounds 1 --in-flight 200 1000
+    .venv/bin/python bench/runner_throughput.py --delay 50ms --in-flight 0   # the product not the bottleneck
 
 Prints figures; never asserts timings. Exits 1 only when something broke.
 """
@@ -127,9 +128,10 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def product_process() -> Iterator[tuple[str, str, int]]:
+def product_process(delay: str | None = None) -> Iterator[tuple[str, str, int]]:
     """A fresh reference product in its own process (`persona-runner serve`) on a free loopback port, with the
-    bench's id seed, so it hands out the same ids every time: (its URL, admin token, process id)."""
+    bench's id seed, so it hands out the same ids every time: (its URL, admin token, process id). With `delay`,
+    every tool answers that much later, as a product busy elsewhere would."""
     token = secrets.token_urlsafe(24)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -149,6 +151,7 @@ def product_process() -> Iterator[tuple[str, str, int]]:
             str(ID_SEED),
             "--rate-limit",
             str(HUGE_RATE_LIMIT),
+            *_every_tool_delayed(delay),
         ]
         # The token travels in the environment, not on a command line other users can read.
         server = subprocess.Popen(command, env={**os.environ, "PERSONA_ADMIN_TOKEN": token}, stdout=subprocess.DEVNULL)
@@ -162,6 +165,15 @@ def product_process() -> Iterator[tuple[str, str, int]]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def _every_tool_delayed(delay: str | None) -> list[str]:
+    """`serve` flags slowing every tool a persona may call by `delay` (none without one)."""
+    if delay is None:
+        return []
+    from tool_registry.modules import build_registry
+
+    return [flag for spec in build_registry().proposable() for flag in ("--delay", f"{spec.name}={delay}")]
 
 
 # ---- the phases ----------------------------------------------------------------------------
@@ -471,7 +483,7 @@ def memory_in_own_process(personas: int, turns: int, budget: Budget) -> MemoryFi
 
 
 def record_once(catalog: Catalog, args: argparse.Namespace, budget: Budget) -> tuple[Phase, list[Script]]:
-    with product_process() as (url, token, pid), results_store() as store:
+    with product_process(args.delay) as (url, token, pid), results_store() as store:
         clock = CpuClock(pid)
         phase, run_id = budget.run(recorded, url, token, clock, catalog, store, args.turns, args.concurrency)
         return phase, read_scripts(store, run_id, catalog.personas)
@@ -480,7 +492,7 @@ def record_once(catalog: Catalog, args: argparse.Namespace, budget: Budget) -> t
 def replay_once(catalog: Catalog, scripts: list[Script], args: argparse.Namespace, budget: Budget) -> Phase:
     # A fresh product, not the recorded one: there the tasks are already completed and deleted, and
     # replayed creates would lengthen every listing. Under the same id seed it hands out the same ids.
-    with product_process() as (url, token, pid):
+    with product_process(args.delay) as (url, token, pid):
         return budget.run(bare, url, token, CpuClock(pid), catalog, scripts, args.concurrency)
 
 
@@ -524,7 +536,8 @@ def report(args: argparse.Namespace, throughput: Throughput, memory: list[Memory
     product, bare_product = both(lambda phase: phase.product_ms_per_call)
     lines = [
         f"runner throughput ({args.personas} personas x {args.turns} turns, concurrency {args.concurrency}, "
-        f"{args.rounds} rounds, median; product in a process of its own, fresh for each phase)",
+        f"{args.rounds} rounds, median; product in a process of its own, fresh for each phase"
+        + (f", every tool delayed {args.delay})" if args.delay else ")"),
         "                          recorded      bare",
         f"calls/s                   {rate:>8.1f}  {bare_rate:>8.1f}   ratio {rate / bare_rate:.2f} "
         f"(target >= {TARGET_RATIO})",
@@ -596,6 +609,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[200],
         help="personas all ticking at once for the memory figure, one process per size given, e.g. "
         "--in-flight 200 1000; 0 skips it (default 200)",
+    )
+    parser.add_argument(
+        "--delay",
+        metavar="DELAY",
+        help="slow every tool of the product by DELAY (e.g. 50ms) in the throughput phases, so that neither the "
+        "product nor this machine's CPU is the bottleneck and the calls/s ratio shows what the runner adds",
     )
     parser.add_argument(
         "--budget", type=bounded(30, 7200), default=1800, help="give up after this many seconds in all (default 1800)"
