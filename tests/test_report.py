@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,8 +21,9 @@ from sqlmodel import Session, col
 
 from persona_runner.reporting.aggregate import build_report, runs_scope, window_scope
 from persona_runner.reporting.formatting import utc_minute
+from persona_runner.reporting.gate import Thresholds, compare
 from persona_runner.reporting.html import render_html
-from persona_runner.reporting.markdown import cell, code, render_markdown
+from persona_runner.reporting.markdown import MAX_CELL, cell, code, render_markdown
 from persona_runner.reporting.model import (
     RatingStats,
     Report,
@@ -524,6 +527,52 @@ def test_markdown_fits_a_pull_request_comment(store_url: str) -> None:
     )
     assert "lost my &lt;b>meeting&lt;/b> \\| twice" in text
     assert "| Ann | 2 | 7 | 2 | 1.5 | 4.5 |" in text
+
+
+def test_html_modules_table_shows_pass_k_as_markdown_does(store_url: str) -> None:
+    page = render_html(run_report(build_known_store(store_url), "r1"))
+    section = re.search(r'<section id="modules">.*?</section>', page, flags=re.S)
+    assert section
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", section[0])
+    calendar = re.search(r'<tr><td><a href="#module-calendar">.*?</tr>', section[0], flags=re.S)
+    assert calendar
+    cells = dict(zip(headers, re.findall(r"<td[^>]*>(.*?)</td>", calendar[0], flags=re.S), strict=True))
+    # Ann met an error with calendar in both her ticks, Bob in none of his: 1 of 2 personas clean, 3 ticks over 2.
+    assert cells["pass^k"] == "50% (1/2, k=1.5)" and cells["Error rate"] == "50%"
+    assert "pass^k: the share of personas whose every tick with the module met no product error" in section[0]
+
+
+def test_what_changed_lines_in_markdown_are_whole(tmp_path: Path) -> None:
+    store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
+    base, candidate = "20261201-020000-aa11bb", "20261202-020000-cc22dd"
+    for run_id, at, ms, fails in ((base, NOW - timedelta(days=1), 40.0, False), (candidate, NOW, 340.0, True)):
+        store.run(run_id, at)
+        calls: list[Call] = [("todo.list", ms * random.Random(i).uniform(0.95, 1.05)) for i in range(15)]
+        calls += [("todo.complete", 25.0, "500") if fails else ("todo.complete", 25.0) for _ in range(4)]
+        store.tick(run_id, "p0", at, calls, {}, offered=None)
+    report = run_report(store, candidate)
+    summaries = [change.summary for change in report.changes]
+    assert len(summaries) == 2 and max(map(len, summaries)) > MAX_CELL  # longer than a table cell may be
+    text = render_markdown(report)
+    for summary in summaries:
+        assert summary.endswith(f"since run {base}") and f"- {summary}\n" in text
+
+
+def test_json_puts_failures_before_the_modules_and_reads_older_exports(tmp_path: Path) -> None:
+    report = run_report(build_known_store(f"sqlite:///{tmp_path / 'results.db'}"), "r1")
+    figures = json.loads(report.model_dump_json())
+    keys = list(figures)
+    assert keys.index("totals") < keys.index("failures") < keys.index("changes") < keys.index("modules")
+    assert keys.index("modules") < keys.index("personas") and keys.index("runs") < keys.index("totals")
+    # An export from before: modules first, no failures, runs or ticks to look at, no `recorded_nothing`.
+    older_order = ["generated_at", "store", "scope", "previous", "trend_by", "totals", "changes", "modules", "personas"]
+    older = {key: figures[key] for key in older_order}
+    for scope in (older["scope"], older["previous"]):
+        del scope["recorded_nothing"]
+    read = Report.model_validate_json(json.dumps(older))
+    kept = {"failures", "runs", "look_at"}
+    assert read.model_dump(exclude=kept) == report.model_dump(exclude=kept) and read.failures == read.runs == []
+    assert compare(read, report, Thresholds()).passed  # the gate reads it as it reads a fresh one
 
 
 def render_as_github(markdown: str) -> str:

@@ -20,6 +20,7 @@ from persona_runner.reporting.model import (
     ModuleReport,
     RatingStats,
     Report,
+    RunInfo,
     Scope,
     ToolStats,
     Totals,
@@ -76,7 +77,7 @@ def module(name: str, trend: Sequence[TrendPoint], tools: Sequence[ToolStats] = 
     )
 
 
-def report(*modules: ModuleReport, trend_by: Literal["day", "run"] = "day") -> Report:
+def report(*modules: ModuleReport, trend_by: Literal["day", "run"] = "day", runs: Sequence[RunInfo] = ()) -> Report:
     return Report(
         generated_at=datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
         store="sqlite:///results.db",
@@ -94,6 +95,17 @@ def report(*modules: ModuleReport, trend_by: Literal["day", "run"] = "day") -> R
         changes=[],
         modules=list(modules),
         personas=[],
+        runs=list(runs),
+    )
+
+
+def run_info(run_id: str, label: str | None) -> RunInfo:
+    return RunInfo(
+        run_id=run_id,
+        label=label,
+        target="http://127.0.0.1/mcp",
+        started_at=datetime(2026, 12, 1, tzinfo=UTC),
+        status="ok",
     )
 
 
@@ -234,10 +246,57 @@ def test_long_run_ids_are_turned_and_cut_with_the_full_id_on_hover() -> None:
 
 
 def test_bucket_labels() -> None:
-    assert bucket_labels(["2026-12-31", "2027-01-01"], "day") == (["2026-12-31", "2027-01-01"], "day")
-    assert bucket_labels(["2026-03-01", "2026-03-02"], "day") == (["Mar 1", "Mar 2"], "day (2026)")
-    assert bucket_labels(["r1", "not-a-day"], "day") == (["r1", "not-a-day"], "day")
+    assert bucket_labels(["2026-12-31", "2027-01-01"], "day", {}) == (["2026-12-31", "2027-01-01"], "day")
+    assert bucket_labels(["2026-03-01", "2026-03-02"], "day", {}) == (["Mar 1", "Mar 2"], "day (2026)")
+    assert bucket_labels(["r1", "not-a-day"], "day", {}) == (["r1", "not-a-day"], "day")
     assert shorten("abcdef", 4) == "abc…" and shorten("abcdef", 4, keep="end") == "…def"
+
+
+RUN_IDS = ["20261201-041249-b306a8", "20261202-041249-c1d2e3", "20261203-041249-f4a5b6"]
+
+
+def test_runs_are_labelled_by_their_label_and_told_apart_by_id_where_labels_do_not() -> None:
+    a, b, c = RUN_IDS
+    ids = ["…041249-b306a8", "…041249-c1d2e3", "…041249-f4a5b6"]
+    assert bucket_labels([a, b], "run", {a: "baseline", b: "candidate"}) == (["baseline", "candidate"], "run")
+    # One label for all: it names the axis, and the ids tell the runs apart.
+    assert bucket_labels(RUN_IDS, "run", dict.fromkeys(RUN_IDS, "nightly")) == (ids, "run (nightly)")
+    # Labels that differ at the end are cut in front, as ids are; a run without a label shows its id.
+    labels = {a: "nightly-2026-12-01", b: "nightly-2026-12-02"}
+    assert bucket_labels(RUN_IDS, "run", labels) == (["…ly-2026-12-01", "…ly-2026-12-02", ids[2]], "run")
+    # A label some runs share, but not all, tells those apart from the others only: they show their ids.
+    assert bucket_labels(RUN_IDS, "run", {a: "nightly", b: "nightly", c: "drill"}) == ([*ids[:2], "drill"], "run")
+    assert bucket_labels(RUN_IDS, "run", {}) == (ids, "run")
+
+
+def test_a_trend_by_run_names_each_run_by_its_label_with_its_id_on_hover() -> None:
+    a, b, c = RUN_IDS
+    runs = [run_info(a, "nightly-2026-12-01"), run_info(b, "nightly-2026-12-02"), run_info(c, None)]
+    trend = [point(a, 4.2, 20, 1), point(b, 3.1, 25, 5), point(c, 4.6, 18, 0)]
+    page = render_html(report(module("todo", trend), trend_by="run", runs=runs))
+    (svg,) = charts(page, "trend")
+    (x_axis,) = by_class(svg, "g", "x-axis")
+    assert texts(x_axis) == ["…ly-2026-12-01", "…ly-2026-12-02", "…041249-f4a5b6", "run"]
+    named = [f"{a} (nightly-2026-12-01)", f"{b} (nightly-2026-12-02)", c]
+    assert [t.findtext("title") for t in x_axis.iter("text") if t.get("transform")] == named
+    labels = [t for t in x_axis.iter("text") if t.get("transform")]
+    assert min(float(t.get("x") or 0) for t in labels) - 14 * 7.8 * 0.71 >= 0  # inside the chart, as ids are
+    first = points(svg, "rating-points")[0]
+    assert first.findtext("title") == f"{named[0]}: rating 4.2 [3.6-4.8] from 4"
+    assert f"{named[1]}: rating 3.1 [2.5-3.7] from 4; error rate 20% of 25 calls" in (svg.findtext("desc") or "")
+    (spark,) = re.findall(r'<svg class="spark".*?</svg>', page)
+    assert f"todo mean rating: {named[0]} 4.2, {named[1]} 3.1, {c} 4.6" in spark
+
+
+def test_short_labels_lie_flat_and_a_lone_run_is_named_by_its_label() -> None:
+    a, b, _ = RUN_IDS
+    runs = [run_info(a, "baseline"), run_info(b, "candidate")]
+    page = render_html(report(module("todo", [point(a, 4.0), point(b, 3.0)]), trend_by="run", runs=runs))
+    (x_axis,) = by_class(charts(page, "trend")[0], "g", "x-axis")
+    assert texts(x_axis) == ["baseline", "candidate", "run"]
+    assert not [t for t in x_axis.iter("text") if t.get("transform")]  # short enough to read without turning
+    one = render_html(report(module("todo", [point(a, 4.0)]), trend_by="run", runs=runs))
+    assert f"one run so far ({a} (baseline): rating 4.0" in "".join(parse_html(one).text)
 
 
 def test_nice_ticks_are_round() -> None:

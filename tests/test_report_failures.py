@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -185,6 +186,22 @@ def test_a_run_that_finished_has_no_failure_section_and_an_empty_one_is_not_calm
     for text in (render_markdown(empty), "".join(parse_html(render_html(empty)).text)):
         assert "Nothing moved beyond noise" not in text
         assert "No ticks in the last 12 hours, so nothing could be compared with the previous 12 hours." in text
+
+
+def test_a_run_in_which_no_module_was_used_says_so_instead_of_an_empty_table(tmp_path: Path) -> None:
+    store = StoreBuilder(f"sqlite:///{tmp_path / 'results.db'}")
+    store.run("r0", NOW)
+    for persona in ("ann", "bob"):  # refused at login: no tool listed, none called, nothing rated
+        store.tick("r0", persona, NOW, [], {}, offered=None, status="failed")
+    report = run_report(store, "r0")
+    assert report.modules == [] and report.personas
+    text = render_markdown(report)
+    assert "### Modules\nNo module was used or rated in this scope.\n" in text and "| Module |" not in text
+    parsed = parse_html(render_html(report))
+    assert "No module was used or rated in this scope." in "".join(parsed.text)
+    assert "modules" in parsed.ids and not {"details", "grid"} & set(parsed.ids)
+    modules = re.search(r'<section id="modules">.*?</section>', render_html(report), flags=re.S)
+    assert modules and "<table" not in modules[0]
 
 
 def test_failure_reasons_are_shown_as_text(tmp_path: Path) -> None:

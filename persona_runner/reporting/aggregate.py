@@ -36,10 +36,12 @@ from persona_runner.reporting.model import (
     Reliability,
     Report,
     RunInfo,
+    RunKind,
     Scope,
     ToolStats,
     Totals,
     TrendPoint,
+    closest_earlier,
     error_rate,
 )
 from persona_runner.reporting.ratings import RatingRollup, Sums, rating_rollup
@@ -102,14 +104,27 @@ def runs_scope(conn: Connection, run_ids: Sequence[str]) -> Scope:
 
 
 def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
-    """The scope "what changed" compares against.
+    """The scope "what changed" compares against: one like the reported scope, so a change it names is the
+    product's, not a change in how the product was exercised.
 
-    A window is compared with the window just before it; runs with the run started just before the first of them.
+    A window is compared with the window just before it, kept to the same
+    label and target; when nothing was recorded there (`report --label
+    nightly` in the week of the first nightly run), the scope says so.
+
+    Runs are compared with the latest earlier run that recorded ticks and
+    is most like the first of them (`RunKind.likeness`): the same label and
+    injected faults first; then the same faults under another label (a label
+    per build or per night, `nightly-2026-12-01`, is new every time); then,
+    for a run with faults, a run without. A run with other faults is never
+    chosen: a 300 ms delay read against a failing tool shows neither. A run
+    without a label goes with the latest other run without one, even with a
+    nightly run started in between: a label sets runs apart on purpose, so a
+    try nobody named is compared with the previous such try.
     """
     if scope.kind == "window":
         assert scope.since is not None and scope.until is not None
         length = scope.until - scope.since
-        return Scope(
+        previous = Scope(
             kind="window",
             label=f"the previous {_duration_words(length)}",
             since=scope.since - length,
@@ -117,11 +132,23 @@ def previous_scope(conn: Connection, scope: Scope) -> Scope | None:
             run_label=scope.run_label,
             target=scope.target,
         )
-    first_start = select(RUNS.c.started_at).where(RUNS.c.run_id == scope.run_ids[0]).scalar_subquery()
-    previous = conn.execute(
-        select(RUNS.c.run_id).where(RUNS.c.started_at < first_start).order_by(RUNS.c.started_at.desc()).limit(1)
-    ).scalar()
-    return Scope(kind="runs", label=f"run {previous}", run_ids=[previous]) if previous else None
+        recorded = (
+            select(table.c.run_id).where(in_scope(table, previous)).exists() for table in (TICKS, ACTIONS, FEEDBACK)
+        )
+        previous.recorded_nothing = not any(conn.execute(select(found)).scalar() for found in recorded)
+        return previous
+    first = conn.execute(
+        select(RUNS.c.label, RUNS.c.config, RUNS.c.started_at).where(RUNS.c.run_id == scope.run_ids[0])
+    ).one()
+    has_ticks = select(TICKS.c.run_id).where(TICKS.c.run_id == RUNS.c.run_id).exists()
+    earlier = conn.execute(
+        select(RUNS.c.run_id, RUNS.c.label, RUNS.c.config)
+        .where(RUNS.c.started_at < first.started_at, has_ticks)
+        .order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc())
+    )
+    kind = RunKind.of(first.label, first.config)
+    previous_id = closest_earlier(kind, ((row.run_id, RunKind.of(row.label, row.config)) for row in earlier))
+    return Scope(kind="runs", label=f"run {previous_id}", run_ids=[previous_id]) if previous_id else None
 
 
 def _runs_covered(conn: Connection, scope: Scope) -> list[RunInfo]:

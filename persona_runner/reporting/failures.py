@@ -25,6 +25,8 @@ from persona_runner.reporting.tables import TICKS, in_scope
 
 EXAMPLES_PER_GROUP = 5
 NO_REASON = "no reason recorded"
+#: "What changed" without a scope to compare with: no earlier run like the one reported on (see `previous_scope`).
+NO_PREVIOUS = "No earlier run like this one to compare against."
 
 #: The parts of a reason that change from one tick to the next, each named by the placeholder shown
 #: where the grouped ticks disagree. Left to right, the first that matches wins: a uuid or a date is
@@ -162,17 +164,38 @@ def headline(report: Report) -> str:
 
 
 def comparison_caveat(report: Report) -> str | None:
-    """What "what changed" must say first when it compares nothing the personas finished; None when it does.
+    """What "what changed" must say first when it compared nothing: the scope compared with recorded nothing,
+    or the personas finished no tick; None when it compared what they did.
 
-    Without it a run whose every tick failed at login would read "nothing
-    moved beyond noise", as if all was well.
+    Without it an empty earlier window (`report --label nightly` with no
+    earlier nightly run), or a run whose every tick failed at login, would
+    read "nothing moved beyond noise", as if all was well.
     """
-    if report.previous is None or finished_ticks(report):
+    previous = report.previous
+    if previous is None:
+        return None
+    if previous.recorded_nothing:
+        return f"Nothing was recorded in {previous.label}, so there is nothing to compare with."
+    if finished_ticks(report):
         return None
     ticks = report.totals.ticks
     if ticks == 0:
-        return f"No ticks in {report.scope.label}, so nothing could be compared with {report.previous.label}."
+        return f"No ticks in {report.scope.label}, so nothing could be compared with {previous.label}."
     none_finished = "The one tick did not finish" if ticks == 1 else f"None of the {ticks} ticks finished"
     if report.changes:
-        return f"{none_finished}; only the calls recorded until then were compared with {report.previous.label}:"
-    return f"{none_finished}, so nothing could be compared with {report.previous.label}."
+        return f"{none_finished}; only the calls recorded until then were compared with {previous.label}:"
+    return f"{none_finished}, so nothing could be compared with {previous.label}."
+
+
+def changes_opening(report: Report) -> str | None:
+    """The sentence "what changed" opens with, in every format; None when its list of changes speaks for itself.
+
+    "Nothing moved beyond noise" is said only where two scopes with
+    something in them were compared and the gate's checks found no change.
+    """
+    if report.previous is None:
+        return NO_PREVIOUS
+    caveat = comparison_caveat(report)
+    if caveat or report.changes:
+        return caveat
+    return f"Nothing moved beyond noise since {report.previous.label}."

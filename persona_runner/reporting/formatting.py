@@ -33,6 +33,14 @@ def utc_minute(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
+#: What a report says where its modules table would be empty: no tick made a call or gave a rating.
+NO_MODULES = "No module was used or rated in this scope."
+#: What a report says where its personas table would be empty.
+NO_PERSONAS = "No persona was active in this scope."
+#: What the pass^k column of a modules table counts, said once under it.
+PASS_K_MEANING = "pass^k: the share of personas whose every tick with the module met no product error, k ticks each."
+
+
 def pass_k_text(reliability: Reliability) -> str:
     """ "83% (5/6, k=3)": the share of personas whose every tick with a module went clean, and over how many days."""
     if reliability.pass_k is None or reliability.ticks_per_persona is None:
@@ -50,15 +58,19 @@ MIXED_RUNS = (
 )
 
 
+def run_name(run_id: str, label: str | None) -> str:
+    """ "20261201-020000-aa11bb (nightly)": a run by its id, which commands take, and its label, which people know."""
+    return f"{run_id} ({label})" if label else run_id
+
+
 def runs_covered(report: Report) -> str | None:
     """ "Covers 2 runs: a (nightly), b (drill) with --fault todo.create=1.0.": where the figures come from."""
     if not report.runs:
         return None
     named = []
     for run in report.runs[:RUNS_NAMED]:
-        label = f" ({run.label})" if run.label else ""
         injected = f" with {', '.join(run.injected)}" if run.injected else ""
-        named.append(f"{run.run_id}{label}{injected}")
+        named.append(f"{run_name(run.run_id, run.label)}{injected}")
     more = f" and {len(report.runs) - RUNS_NAMED} more" if len(report.runs) > RUNS_NAMED else ""
     return f"Covers {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}: {', '.join(named)}{more}."
 

@@ -10,15 +10,18 @@ the product may say anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Literal
 
-from persona_runner.reporting.failures import comparison_caveat, headline
+from persona_runner.reporting.failures import changes_opening, headline
 from persona_runner.reporting.formatting import (
     MIXED_RUNS,
+    NO_MODULES,
+    NO_PERSONAS,
+    PASS_K_MEANING,
     look_at_why,
     milliseconds,
+    pass_k_text,
     percent,
     rating_text,
     runs_covered,
@@ -26,7 +29,7 @@ from persona_runner.reporting.formatting import (
 )
 from persona_runner.reporting.model import ModuleReport, PersonaReport, RatingStats, Report, error_rate
 from persona_runner.reporting.notes import fold_notes, given_by, times
-from persona_runner.reporting.svg import latency_chart, trend_chart
+from persona_runner.reporting.svg import bucket_names, latency_chart, trend_chart
 
 CSS = """
 :root{--fg:#1d232a;--muted:#5b6570;--line:#d9dee3;--bg:#fff;--bad:#c0392b;--good:#1e8449}
@@ -88,9 +91,15 @@ def _rating_colour(mean: float | None) -> str:
     return f"hsl({(mean - 1) / 4 * 120:.0f},65%,85%)"
 
 
-def sparkline(module: ModuleReport) -> str:
-    """Mean rating per day or run as a small line on the 1..5 scale; a day or run without ratings leaves a gap."""
-    rated = [point for point in module.trend if point.rating.mean is not None]
+def _point_names(module: ModuleReport, report: Report) -> list[str]:
+    """The module's trend points by name: each day, or each run by its id and label."""
+    return bucket_names([point.bucket for point in module.trend], report.trend_by, report.run_labels)
+
+
+def sparkline(module: ModuleReport, names: Sequence[str]) -> str:
+    """Mean rating per day or run (`names`, one per point) as a small line on the 1..5 scale; a day or run without
+    ratings leaves a gap."""
+    rated = [(name, point) for name, point in zip(names, module.trend, strict=True) if point.rating.mean is not None]
     if not rated:
         return "-"
     step = (SPARK_WIDTH - 8) / max(1, len(module.trend) - 1)
@@ -110,7 +119,7 @@ def sparkline(module: ModuleReport) -> str:
         run = []
     dots = "".join(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="2" fill="#2f6fb3"/>' for xy in coords if xy)
     title = escape(
-        f"{module.module} mean rating: " + ", ".join(f"{point.bucket} {point.rating.mean:.1f}" for point in rated)
+        f"{module.module} mean rating: " + ", ".join(f"{name} {point.rating.mean:.1f}" for name, point in rated)
     )
     return (
         f'<svg class="spark" role="img" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}"'
@@ -118,16 +127,17 @@ def sparkline(module: ModuleReport) -> str:
     )
 
 
-def _trend_figure(module: ModuleReport, by: Literal["day", "run"]) -> str:
+def _trend_figure(module: ModuleReport, report: Report) -> str:
     """The module's trend as a chart from two days or runs on; before that, one line saying what there is."""
-    chart = trend_chart(module.module, module.trend, by)
+    by = report.trend_by
+    chart = trend_chart(module.module, module.trend, by, report.run_labels)
     if chart is not None:
         return f"<figure><figcaption>Trend per {by}</figcaption>{chart}</figure>"
     if not module.trend:
         return f"<p>Trend per {by}: nothing recorded.</p>"
-    point = module.trend[0]
+    point, (name,) = module.trend[0], _point_names(module, report)
     return (
-        f"<p>Trend per {by}: one {by} so far ({escape(point.bucket)}: rating {escape(rating_text(point.rating))}, "
+        f"<p>Trend per {by}: one {by} so far ({escape(name)}: rating {escape(rating_text(point.rating))}, "
         f"error rate {escape(percent(point.error_rate))}); a chart needs two.</p>"
     )
 
@@ -205,33 +215,27 @@ def _runs_covered(report: Report) -> str:
 
 
 def _changes(report: Report) -> str:
-    caveat = comparison_caveat(report)
-    if report.previous is None:
-        body = "<p>No earlier run or window to compare against.</p>"
-    elif not report.changes:
-        body = f"<p>{escape(caveat or f'Nothing moved beyond noise since {report.previous.label}.')}</p>"
-    else:
-        body = (
-            (f"<p>{escape(caveat)}</p>" if caveat else "")
-            + '<ul class="changes">'
-            + "".join(
-                f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>'
-                for change in report.changes
-            )
-            + "</ul>"
-        )
+    opening = changes_opening(report)
+    items = "".join(
+        f'<li class="{"bad" if change.worse else "good"}">{escape(change.summary)}</li>' for change in report.changes
+    )
+    body = (f"<p>{escape(opening)}</p>" if opening else "") + (f'<ul class="changes">{items}</ul>' if items else "")
     return f'<section id="changes"><h2>What changed</h2>{body}</section>'
 
 
 def _modules(report: Report) -> str:
+    """The modules table, pass^k explained under it; one line instead when no module was used or rated."""
+    if not report.modules:
+        return f'<section id="modules"><h2>Modules</h2><p>{NO_MODULES}</p></section>'
     rows = [
         "<tr>"
         f'<td><a href="#{_anchor(m.module)}">{escape(m.module)}</a></td>'
         + _td(rating_text(m.rating))
         + _td(str(m.rating.n))
-        + f'<td class="num">{sparkline(m)}</td>'
+        + f'<td class="num">{sparkline(m, _point_names(m, report))}</td>'
         + _td(str(m.calls))
         + _td(percent(m.error_rate))
+        + _td(pass_k_text(m.reliability))
         + _td(f"{len(m.tools_used)}/{len(m.tools_offered)} ({percent(m.coverage)})")
         + _td(f"{percent(m.actual_share)} / {percent(m.intended_share)}")
         + "</tr>"
@@ -244,13 +248,15 @@ def _modules(report: Report) -> str:
         f"Trend per {report.trend_by}",
         "Calls",
         "Error rate",
+        "pass^k",
         "Tool coverage",
         "Share actual / intended",
     ]
-    return f'<section id="modules"><h2>Modules</h2>{_table(header, rows)}</section>'
+    meaning = f'<p class="meta">{escape(PASS_K_MEANING)}</p>'
+    return f'<section id="modules"><h2>Modules</h2>{_table(header, rows)}{meaning}</section>'
 
 
-def _module_article(module: ModuleReport, by: Literal["day", "run"]) -> str:
+def _module_article(module: ModuleReport, report: Report) -> str:
     tools = _table(
         ["Tool", "Calls", "Errors", "Error rate", "p50", "p95", "p99"],
         [
@@ -272,7 +278,7 @@ def _module_article(module: ModuleReport, by: Literal["day", "run"]) -> str:
         f"error rate {escape(percent(module.error_rate))}; "
         f"tools used {len(module.tools_used)} of {len(module.tools_offered)} "
         f"{'offered' if module.coverage_basis == 'offered' else 'ever seen'}.</p>"
-        f"{_trend_figure(module, by)}{_latency_figure(module)}{tools}{unused_line}"
+        f"{_trend_figure(module, report)}{_latency_figure(module)}{tools}{unused_line}"
         f"<h4>Most frequent errors</h4>{f'<ul>{errors}</ul>' if errors else '<p>None.</p>'}"
         f"<h4>Notes, lowest-rated first</h4>{notes or '<p>None.</p>'}</article>"
     )
@@ -306,11 +312,14 @@ def _persona_row(persona: PersonaReport) -> str:
 
 def _personas(report: Report) -> str:
     rows = [_persona_row(persona) for persona in report.personas]
-    table = _table(["Persona", "Ticks", "Calls", "Errors", "Error rate"], rows)
+    table = _table(["Persona", "Ticks", "Calls", "Errors", "Error rate"], rows) if rows else f"<p>{NO_PERSONAS}</p>"
     return f'<section id="personas"><h2>Personas</h2>{table}</section>'
 
 
 def _grid(report: Report) -> str:
+    """Each persona's mean rating of each module; nothing without modules, where it would be a list of names."""
+    if not report.modules:
+        return ""
     modules = [module.module for module in report.modules]
     rows = [
         f"<tr><td>{escape(p.name)}</td>{''.join(_grid_cell(p.ratings.get(m)) for m in modules)}</tr>"
@@ -332,13 +341,12 @@ def page(title: str, meta: str, main: str, css: str = "") -> str:
 
 def render_html(report: Report, tick_pages: Mapping[str, str] | None = None) -> str:
     """The whole report as one HTML document; `tick_pages` links ticks to their pages (tick id -> relative URL)."""
-    articles = "".join(_module_article(module, report.trend_by) for module in report.modules)
-    details = articles or "<p>No modules in this scope.</p>"
+    articles = "".join(_module_article(module, report) for module in report.modules)
+    details = f'<section id="details"><h2>Module details</h2>{articles}</section>' if articles else ""
     pages = tick_pages or {}
     return page(
         f"Persona feedback: {report.scope.label}",
         f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC from {escape(report.store)}",
         f"{_runs_covered(report)}{_failures(report, pages)}{_changes(report)}{_summary(report)}{_modules(report)}"
-        f'<section id="details"><h2>Module details</h2>{details}</section>'
-        f"{_look_at(report, pages)}{_personas(report)}{_grid(report)}",
+        f"{details}{_look_at(report, pages)}{_personas(report)}{_grid(report)}",
     )

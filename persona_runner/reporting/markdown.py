@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from persona_runner.reporting.failures import comparison_caveat, headline
+from persona_runner.reporting.failures import changes_opening, headline
 from persona_runner.reporting.formatting import (
     MIXED_RUNS,
+    NO_MODULES,
+    NO_PERSONAS,
+    PASS_K_MEANING,
     look_at_why,
     milliseconds,
     pass_k_text,
@@ -120,12 +123,43 @@ def _runs_covered(report: Report) -> list[str]:
 
 
 def _changes(report: Report) -> list[str]:
-    if report.previous is None:
-        return ["No earlier run or window to compare against."]
-    caveat = comparison_caveat(report)
-    if not report.changes:
-        return [prose(caveat) if caveat else f"Nothing moved beyond noise since {cell(report.previous.label)}."]
-    return [*([prose(caveat), ""] if caveat else []), *(f"- {cell(change.summary)}" for change in report.changes)]
+    """The opening sentence, then each change whole: a summary ends in the run or window it compares with, which
+    is no use cut short."""
+    opening = [prose(text)] if (text := changes_opening(report)) else []
+    changes = [f"- {prose(change.summary)}" for change in report.changes]
+    return [*opening, "", *changes] if opening and changes else [*opening, *changes]
+
+
+def _modules(report: Report) -> list[str]:
+    """The modules table, pass^k explained under it; one line instead when no module was used or rated."""
+    if not report.modules:
+        return [NO_MODULES]
+    header = [
+        "Module",
+        "Rating (95% CI)",
+        "n",
+        "Calls",
+        "Error rate",
+        "pass^k",
+        "Worst p95",
+        "Coverage",
+        "Share actual / intended",
+    ]
+    rows = (
+        [
+            cell(m.module),
+            rating_text(m.rating),
+            str(m.rating.n),
+            str(m.calls),
+            percent(m.error_rate),
+            pass_k_text(m.reliability),
+            _worst_p95(m),
+            percent(m.coverage),
+            _share(m),
+        ]
+        for m in report.modules
+    )
+    return [*table(header, rows), "", f"_{prose(PASS_K_MEANING)}_"]
 
 
 def _module_details(report: Report) -> list[str]:
@@ -159,6 +193,8 @@ def _look_at(report: Report) -> list[str]:
 
 
 def _personas(report: Report) -> list[str]:
+    if not report.personas:
+        return [NO_PERSONAS]
     modules = [module.module for module in report.modules]
     rows = (
         [cell(persona.name), str(persona.ticks), str(persona.calls), str(persona.errors)]
@@ -188,33 +224,7 @@ def render_markdown(report: Report) -> str:
         *_changes(report),
         "",
         "### Modules",
-        *table(
-            [
-                "Module",
-                "Rating (95% CI)",
-                "n",
-                "Calls",
-                "Error rate",
-                "pass^k",
-                "Worst p95",
-                "Coverage",
-                "Share actual / intended",
-            ],
-            (
-                [
-                    cell(m.module),
-                    rating_text(m.rating),
-                    str(m.rating.n),
-                    str(m.calls),
-                    percent(m.error_rate),
-                    pass_k_text(m.reliability),
-                    _worst_p95(m),
-                    percent(m.coverage),
-                    _share(m),
-                ]
-                for m in report.modules
-            ),
-        ),
+        *_modules(report),
         "",
         "### Errors and lowest-rated notes",
         *(_module_details(report) or ["None recorded.", ""]),

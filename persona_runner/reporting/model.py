@@ -8,9 +8,10 @@ exported baseline is one), so the outputs and the gate share these models.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, NonNegativeInt, model_validator
 
@@ -140,6 +141,9 @@ class Scope(BaseModel):
     run_ids: list[str] = []
     run_label: str | None = None
     target: str | None = None
+    #: Set on the scope a report compares with when it holds no tick, call or rating: "what changed" then
+    #: compared nothing, which must not read as "nothing moved".
+    recorded_nothing: bool = False
 
 
 class RunInfo(BaseModel):
@@ -152,6 +156,44 @@ class RunInfo(BaseModel):
     status: str
     #: --fault and --delay the embedded product ran with: its errors and slowness were asked for.
     injected: list[str] = []
+
+
+class RunKind(NamedTuple):
+    """What sets a run's figures apart from another's: the label a user gave it, and the faults (`--fault`,
+    `--delay`) injected in the embedded product for it."""
+
+    label: str | None
+    injected: tuple[str, ...]
+
+    @classmethod
+    def of(cls, label: str | None, config: Mapping[str, Any] | None) -> RunKind:
+        """The kind of a run as the `runs` table records it: the injected faults are kept in its config, in the order
+        they were given, which does not change what they do."""
+        return cls(label, tuple(sorted((config or {}).get("injected", ()))))
+
+    def likeness(self, other: RunKind) -> int | None:
+        """How well a run of kind `other` stands in for one of this kind in "what changed", 0 best.
+
+        0: the same label (no label on either counts as the same) and the
+        same faults; 1: the same faults under another label; 2: no faults,
+        where this run had some (a clean run is what a drill's figures read
+        against). None for a run with other faults: its figures show what was
+        asked of the product, not what the product did.
+        """
+        if other.injected == self.injected:
+            return 0 if other.label == self.label else 1
+        return None if other.injected else 2
+
+
+def closest_earlier(kind: RunKind, earlier: Iterable[tuple[str, RunKind]]) -> str | None:
+    """Among `earlier` runs (id and kind, latest first), the latest of those most like a run of `kind`; None when
+    none stands in for it (see `RunKind.likeness`)."""
+    ranked = [
+        (rank, order, run_id)
+        for order, (run_id, other) in enumerate(earlier)
+        if (rank := kind.likeness(other)) is not None
+    ]
+    return min(ranked)[2] if ranked else None
 
 
 class Counted(BaseModel):
@@ -321,19 +363,23 @@ class Totals(Counted):
 
 
 class Report(BaseModel):
+    """Every figure of a scope, its fields in the order a reader needs them, which is the order of its JSON
+    dump: what it covers, how many ticks ended how and why those that did not finish failed, what changed,
+    then module by module and persona by persona."""
+
     generated_at: datetime
     store: str
     scope: Scope
-    previous: Scope | None
+    #: The runs whose ticks the report covers, oldest first.
+    runs: list[RunInfo] = []
     trend_by: Literal["day", "run"]
     totals: Totals
+    #: Ticks that failed, timed out, were aborted or interrupted, grouped by reason, most first.
+    failures: list[FailureGroup] = []
+    previous: Scope | None
     changes: list[Change]
     modules: list[ModuleReport]
     personas: list[PersonaReport]
-    #: Ticks that failed, timed out, were aborted or interrupted, grouped by reason, most first.
-    failures: list[FailureGroup] = []
-    #: The runs whose ticks the report covers, oldest first.
-    runs: list[RunInfo] = []
     #: Ticks that did not finish or rated a module 1 or 2, each with its `persona-runner ticks show` command.
     look_at: TicksToLookAt = TicksToLookAt()
 
@@ -341,6 +387,11 @@ class Report(BaseModel):
     def mixes_injected_runs(self) -> bool:
         """Runs with injected faults beside runs without: their figures would blur each other unnoticed."""
         return len({bool(run.injected) for run in self.runs}) > 1
+
+    @property
+    def run_labels(self) -> dict[str, str]:
+        """The label of each covered run that has one, by run id: what a trend by run names its points by."""
+        return {run.run_id: run.label for run in self.runs if run.label}
 
     def module(self, name: str) -> ModuleReport | None:
         return next((m for m in self.modules if m.module == name), None)

@@ -13,12 +13,13 @@ product is escaped: an SVG inside HTML is parsed as HTML.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from html import escape
 from typing import Literal
 
-from persona_runner.reporting.formatting import milliseconds, percent, rating_text
+from persona_runner.reporting.formatting import milliseconds, percent, rating_text, run_name
 from persona_runner.reporting.model import RATING_MAX, RATING_MIN, ToolStats, TrendPoint
 from persona_runner.util.text import counted
 
@@ -44,6 +45,8 @@ FLAT_LABEL_WIDTH = 80
 #: Labels turned 45 degrees need this much room along the axis to keep clear of each other.
 TURNED_LABEL_SPACING = 20
 MAX_BUCKET_LABEL = 14
+#: The x axis's name, a label shared by every run included, stays inside the chart's width.
+MAX_AXIS_NAME = 40
 
 TOOL_LABEL_WIDTH = 132
 BAR_HEIGHT, BAR_GAP, ROW_GAP = 6, 1, 9
@@ -170,27 +173,60 @@ def _error_swatch() -> str:
     )
 
 
-def bucket_labels(buckets: Sequence[str], by: Literal["day", "run"]) -> tuple[list[str], str]:
-    """Short x labels for the buckets, and the x axis's name: "Nov 20" under "day (2026)"; run ids cut in front."""
-    if by == "day":
-        try:
-            days = [date.fromisoformat(bucket) for bucket in buckets]
-        except ValueError:
-            days = []
-        if days:
-            years = sorted({day.year for day in days})
-            if len(years) == 1:
-                return [f"{MONTHS[day.month - 1]} {day.day}" for day in days], f"day ({years[0]})"
-            return [day.isoformat() for day in days], "day"
+def _run_labels(run_ids: Sequence[str], labels: Mapping[str, str]) -> tuple[list[str], str]:
+    """Short x labels for runs, and the x axis's name: each run's label, people know runs by it.
+
+    Runs that all share one label name the axis with it ("run (nightly)")
+    and are told apart by id. Otherwise a label is cut in front, as ids are,
+    since labels that differ tend to differ at the end (`nightly-2026-12-01`,
+    `build-1234`); a run without a label, or whose cut label another run in
+    the chart shares, shows the end of its id instead.
+    """
+    ids = [shorten(run_id, MAX_BUCKET_LABEL, keep="end") for run_id in run_ids]
+    named = [labels.get(run_id) for run_id in run_ids]
+    if len(set(named)) == 1 and named[0] is not None:
+        return ids, f"run ({shorten(named[0], MAX_AXIS_NAME)})"
+    cut = [None if name is None else shorten(name, MAX_BUCKET_LABEL, keep="end") for name in named]
+    shared = Counter(cut)
+    return [
+        label if label is not None and shared[label] == 1 else short_id
+        for label, short_id in zip(cut, ids, strict=True)
+    ], "run"
+
+
+def bucket_labels(
+    buckets: Sequence[str], by: Literal["day", "run"], run_labels: Mapping[str, str]
+) -> tuple[list[str], str]:
+    """Short x labels for the buckets, and the x axis's name: "Nov 20" under "day (2026)"; runs by their label
+    from `run_labels` (run id -> label), else by their id cut in front."""
+    if by == "run":
+        return _run_labels(buckets, run_labels)
+    try:
+        days = [date.fromisoformat(bucket) for bucket in buckets]
+    except ValueError:
+        days = []
+    if days:
+        years = sorted({day.year for day in days})
+        if len(years) == 1:
+            return [f"{MONTHS[day.month - 1]} {day.day}" for day in days], f"day ({years[0]})"
+        return [day.isoformat() for day in days], "day"
     return [shorten(bucket, MAX_BUCKET_LABEL, keep="end") for bucket in buckets], by
+
+
+def bucket_names(buckets: Sequence[str], by: Literal["day", "run"], run_labels: Mapping[str, str]) -> list[str]:
+    """Each bucket in full, as its point's tooltip and the chart's description name it: a day, or a run's id
+    with its label."""
+    if by == "day":
+        return list(buckets)
+    return [run_name(bucket, run_labels.get(bucket)) for bucket in buckets]
 
 
 class _XLabels:
     """How the buckets are labelled under the x axis: short labels, flat or turned 45 degrees, and the axis's name."""
 
-    def __init__(self, buckets: Sequence[str], by: Literal["day", "run"]) -> None:
-        self.buckets = list(buckets)
-        self.labels, self.name = bucket_labels(buckets, by)
+    def __init__(self, names: Sequence[str], labels: Sequence[str], axis_name: str) -> None:
+        self.names = list(names)
+        self.labels, self.name = list(labels), axis_name
         self.widest = max(_text_width(label) for label in self.labels)
         self.turned = self.widest > FLAT_LABEL_WIDTH
 
@@ -207,8 +243,8 @@ class _XLabels:
         count = len(self.labels)
         parts = [_line(x, top, x, top + 4, AXIS) for x in xs]
         for i in (i for i in range(count) if (count - 1 - i) % every == 0):
-            label, bucket = self.labels[i], self.buckets[i]
-            full = f"<title>{escape(bucket)}</title>" if label != bucket else ""
+            label, name = self.labels[i], self.names[i]
+            full = f"<title>{escape(name)}</title>" if label != name else ""
             if self.turned:
                 at = f"{_f(xs[i])} {_f(top + 14)}"
                 parts.append(
@@ -255,12 +291,15 @@ def _error_part(point: TrendPoint) -> str:
     return f"error rate {percent(point.error_rate)} of {counted(point.calls, 'call')}"
 
 
-def _point_text(point: TrendPoint) -> str:
-    return f"{point.bucket}: {_rating_part(point)}; {_error_part(point)}"
+def _point_text(name: str, point: TrendPoint) -> str:
+    return f"{name}: {_rating_part(point)}; {_error_part(point)}"
 
 
-def trend_chart(module: str, trend: Sequence[TrendPoint], by: Literal["day", "run"]) -> str | None:
-    """Mean rating with its 95% CI band over 1..5, and the error rate in a panel below, per day or run.
+def trend_chart(
+    module: str, trend: Sequence[TrendPoint], by: Literal["day", "run"], run_labels: Mapping[str, str]
+) -> str | None:
+    """Mean rating with its 95% CI band over 1..5, and the error rate in a panel below, per day or run (named by
+    its label from `run_labels`, run id -> label, where it has one).
 
     None with fewer than two points: a line needs two. A day or run without a
     rating (or without a call) leaves a gap in that series, never a fall to zero.
@@ -269,7 +308,9 @@ def trend_chart(module: str, trend: Sequence[TrendPoint], by: Literal["day", "ru
         return None
     right = CHART_WIDTH - PLOT_RIGHT
     width = right - PLOT_LEFT
-    x_labels = _XLabels([point.bucket for point in trend], by)
+    buckets = [point.bucket for point in trend]
+    names = bucket_names(buckets, by, run_labels)
+    x_labels = _XLabels(names, *bucket_labels(buckets, by, run_labels))
     first = max(PLOT_LEFT + X_PAD, x_labels.left_room)
     step = (right - X_PAD - first) / (len(trend) - 1)
     xs = [first + i * step for i in range(len(trend))]
@@ -316,7 +357,7 @@ def trend_chart(module: str, trend: Sequence[TrendPoint], by: Literal["day", "ru
         '<g class="rating-points">'
         + "".join(
             f'<circle cx="{_f(xy[0])}" cy="{_f(xy[1])}" r="3" fill="{RATING_COLOUR}">'
-            f"<title>{escape(f'{trend[i].bucket}: {_rating_part(trend[i])}')}</title></circle>"
+            f"<title>{escape(f'{names[i]}: {_rating_part(trend[i])}')}</title></circle>"
             for i, xy in enumerate(means)
             if xy is not None
         )
@@ -336,7 +377,7 @@ def trend_chart(module: str, trend: Sequence[TrendPoint], by: Literal["day", "ru
         '<g class="error-points">'
         + "".join(
             f'<rect x="{_f(xy[0] - 2.5)}" y="{_f(xy[1] - 2.5)}" width="5" height="5" fill="{ERROR_COLOUR}">'
-            f"<title>{escape(f'{trend[i].bucket}: {_error_part(trend[i])}')}</title></rect>"
+            f"<title>{escape(f'{names[i]}: {_error_part(trend[i])}')}</title></rect>"
             for i, xy in enumerate(errors)
             if xy is not None
         )
@@ -353,7 +394,7 @@ def trend_chart(module: str, trend: Sequence[TrendPoint], by: Literal["day", "ru
 
     height = error_top + ERROR_HEIGHT + axis_height
     title = f"{module}: mean rating (95% CI) and error rate per {by}"
-    desc = f"{len(trend)} {by}s. " + "; ".join(_point_text(point) for point in trend) + "."
+    desc = f"{len(trend)} {by}s. " + "; ".join(_point_text(n, p) for n, p in zip(names, trend, strict=True)) + "."
     return _svg(CHART_WIDTH, height, title, desc, "".join(body), "chart trend")
 
 
