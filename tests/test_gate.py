@@ -10,7 +10,15 @@ from xml.etree import ElementTree
 import junitparser
 import pytest
 
-from persona_runner.reporting.gate import MARKDOWN_ROWS, GateResult, Thresholds, compare, render_junit, render_markdown
+from persona_runner.reporting.gate import (
+    MARKDOWN_ROWS,
+    GateResult,
+    Thresholds,
+    compare,
+    render_junit,
+    render_markdown,
+    weakest_passes,
+)
 from tests.cli_helpers import cli
 from tests.test_report import NOW, OFFERED, Call, StoreBuilder, render_as_github, run_report
 
@@ -230,8 +238,8 @@ def test_too_little_data_is_reported_as_such(store: StoreBuilder) -> None:
     assert "too little data |" not in summary
     assert "- too little data for 2 rating checks: calendar, todo" in summary
     assert summary.rstrip().endswith(
-        "- to judge failed ticks of run you need 10 ticks per side; the baseline has 1, this candidate 1:"
-        " rerun both with --repeat 10"
+        "- to judge failed ticks of run you need 10 ticks per side; the baseline has 1 (1 tick per persona),"
+        " this candidate 1 (1 tick per persona): rerun both with --repeat 10"
     )
 
 
@@ -262,7 +270,7 @@ def test_an_error_rate_rise_fails_only_beyond_noise_and_a_few_calls_can_show_it(
     assert (flaky.status, flaky.message) == (
         "pass",
         "error rate 0% -> 8% (1/12 calls failed; increase +8 points, limit +5; within noise;"
-        " could see a rise of 40 points)",
+        " could see a rise of 41 points)",
     )
     [quiet] = [
         c for c in gate_result(store, "base", "quiet").checks if c.subject == "todo.create" and c.metric == "error_rate"
@@ -271,6 +279,22 @@ def test_an_error_rate_rise_fails_only_beyond_noise_and_a_few_calls_can_show_it(
         "insufficient",
         "too little data: 24 baseline calls, 6 candidate calls (need 10 on each side)",
     )
+
+
+def test_a_pass_that_could_see_no_rise_says_so(store: StoreBuilder) -> None:
+    """Against a baseline failing 6 calls of 10, even 10 failures of 10 are within noise: the pass says that no
+    rise would have shown, and the terminal names it among the weakest passes."""
+    calls_run(store, "base", 10, 6)
+    calls_run(store, "same", 10, 6)
+    result = gate_result(store, "base", "same")
+    [same] = [c for c in result.checks if c.subject == "todo.create" and c.metric == "error_rate"]
+    assert (same.status, same.message) == (
+        "pass",
+        "error rate 60% -> 60% (6/10 calls failed; increase +0 points, limit +5; within noise;"
+        " could see no rise at all)",
+    )
+    weakest = weakest_passes(result)
+    assert weakest is not None and "todo.create error rate could only see no rise at all (limit 5 points)" in weakest
 
 
 def test_a_new_tool_is_judged_on_the_limit_alone(store: StoreBuilder) -> None:

@@ -18,6 +18,7 @@ from persona_runner.reporting.gate import (
     load_baseline_file,
     render_junit,
     render_markdown,
+    weakest_passes,
 )
 from persona_runner.reporting.model import Report
 from persona_runner.util.errors import UserError
@@ -28,11 +29,13 @@ def _is_file(baseline: str) -> bool:
 
 
 def _explain(result: GateResult) -> list[str]:
-    """What a CI log should show: the verdict, every failure, the tools behind them, and what the gate could not
-    judge, one line per kind of check, with what it would take to judge it."""
+    """What a CI log should show: the verdict, every failure, the tools behind them, the passes too weak to trust
+    much, and what the gate could not judge, one line per kind of check, with what it would take to judge it."""
     lines = [f"gate: {result.verdict}: candidate {result.candidate} against baseline {result.baseline}"]
     lines += [f"  FAIL {check.name}: {check.message}" for check in result.with_status("fail")]
     lines += [f"  {words}: {', '.join(tools)}" for words, tools in result.named_tools()]
+    weak = weakest_passes(result)
+    lines += [f"  {weak}"] if weak else []
     lines += [f"  {line}" for line in evidence_lines(result)]
     return lines
 
@@ -111,7 +114,8 @@ def gate(
         typer.Option(
             "--require-evidence",
             metavar="",
-            help="Fail when a module of the baseline could not be judged at all (too little data on every check).",
+            help="Fail when a module of the baseline could not be judged at all (too little data on every check):"
+            " a failing check of its own, in the verdict, the JUnit and the Markdown.",
         ),
     ] = False,
     db: DbOption = None,
@@ -144,15 +148,11 @@ def gate(
         max_p95_latency_ratio=max_p95_latency_ratio,
         min_coverage=min_coverage,
     )
-    result = compare(before, after, limits, baseline_label=label)
+    result = compare(before, after, limits, baseline_label=label, require_evidence=require_evidence)
     # Both files or neither: CI never finds one file of the verdict and not the other.
     write_all_atomic(
         [(path, render(result)) for path, render in ((junit, render_junit), (markdown, render_markdown)) if path]
     )
-    lines = _explain(result)
-    blind = result.unjudged_modules(before) if require_evidence else []
-    if blind:
-        lines.append(f"  FAIL --require-evidence: no check could judge {', '.join(blind)}")
-    typer.echo("\n".join(lines))
-    if not result.passed or blind:
+    typer.echo("\n".join(_explain(result)))
+    if not result.passed:
         raise typer.Exit(1)  # the verdict is the exit code CI reads

@@ -29,7 +29,7 @@ from persona_runner.reporting.evidence import (
     slower_p,
 )
 from persona_runner.reporting.formatting import milliseconds, percent, rating_text
-from persona_runner.reporting.markdown import cell, code, table
+from persona_runner.reporting.markdown import cell, code, prose, table
 from persona_runner.reporting.model import (
     FAILED_TICK_STATUSES,
     RUNNING,
@@ -61,7 +61,15 @@ Status = Literal["pass", "fail", "insufficient"]
 STATUS_WORDS: dict[Status, str] = {"fail": "failed", "pass": "passed", "insufficient": "with too little data"}
 Kind = Literal["run", "module", "tool"]
 RateMetric = Literal["error_rate", "failed_ticks", "reliability"]
-Metric = Literal[RateMetric, "rating", "p95_latency", "coverage", "offered"]
+#: `evidence` is the check `--require-evidence` adds, failing a module of the baseline no other check could judge.
+Metric = Literal[RateMetric, "rating", "p95_latency", "coverage", "offered", "evidence"]
+#: pass^k of two runs is compared when their ticks per persona are this close (relative): a tick more or less for one
+#: persona in ten does not change what it measures; a different `--repeat` does, since more days are more chances to
+#: meet an error.
+SAME_K = 0.1
+#: A pass whose detectable worsening is this many times its limit or more is weak: a regression twice the size the
+#: team set could have passed it.
+WEAK = 2.0
 
 
 class Thresholds(BaseModel):
@@ -83,7 +91,8 @@ class Check(BaseModel):
     candidate: float | None
     limit: float
     message: str
-    #: The smallest worsening this check would have caught (in its limit's unit), at the counts it had.
+    #: The smallest worsening this check would have caught (in its limit's unit), at the counts it had; `math.inf`
+    #: when none would have shown beyond noise.
     detectable: float | None = None
     #: What a verdict needs, per side, and what each side had (calls, ticks or ratings), when it had too little.
     needed: int | None = None
@@ -94,12 +103,16 @@ class Check(BaseModel):
         return f"{self.subject} {self.metric.replace('_', ' ')}"
 
     @property
-    def repeats_needed(self) -> int | None:
-        """How many times the runs must be repeated for this check to have its data; None when more runs
-        would not help (a side with none at all)."""
-        if self.needed is None or self.had is None or min(self.had) == 0 or self.metric == "reliability":
-            return None  # (more days add no personas)
-        return math.ceil(self.needed / min(self.had))
+    def weakness(self) -> float:
+        """How many times its limit the smallest worsening this check could see: above 1, a regression the size of
+        the limit could pass it. 0 for a check that says nothing of the kind. A slow-down counts by its excess over
+        1x, as its limit does."""
+        if self.detectable is None:
+            return 0.0
+        seen, allowed = self.detectable, self.limit
+        if self.metric == "p95_latency":
+            seen, allowed = seen - 1, allowed - 1
+        return seen / allowed if allowed > 0 else math.inf
 
 
 class Subject(NamedTuple):
@@ -141,6 +154,8 @@ class GateResult(BaseModel):
     candidate: str
     thresholds: Thresholds
     checks: list[Check]
+    #: Ticks each persona had, on average, in the baseline and in the candidate: the K of `run --repeat K`.
+    ticks_per_persona: tuple[float, float]
     #: Tools absent from the baseline whose errors fail the gate.
     new_failing_tools: list[str]
     #: Tools the baseline had whose errors now fail the gate.
@@ -163,10 +178,19 @@ class GateResult(BaseModel):
         ]
         return [(words, tools) for words, tools in named if tools]
 
-    def unjudged_modules(self, baseline: Report) -> list[str]:
-        """The baseline's modules of which no check could say pass or fail: the gate did not look at them."""
-        judged = {check.module for check in self.checks if check.status != "insufficient" and check.metric != "offered"}
-        return sorted(module.module for module in baseline.modules if module.module not in judged)
+    def repeats_needed(self, check: Check) -> int | None:
+        """The `--repeat` both runs need for this check to have its data; None when more ticks would not help (a
+        side with none at all, or personas, which more ticks do not add).
+
+        A side's count grows with the ticks its personas had: `had` over k
+        ticks per persona becomes `needed` over needed * k / had.
+        """
+        if check.needed is None or check.had is None or min(check.had) == 0 or check.metric == "reliability":
+            return None
+        return max(
+            math.ceil(check.needed * ticks / had - 1e-9)
+            for ticks, had in zip(self.ticks_per_persona, check.had, strict=True)
+        )
 
     @property
     def verdict(self) -> str:
@@ -219,13 +243,51 @@ def _counts(tool_or_module: ToolStats | ModuleReport | None) -> Counts:
     return Counts(tool_or_module.calls, tool_or_module.errors) if tool_or_module else Counts(0, 0)
 
 
-def _reliability_check(module: str, before: ModuleReport | None, after: ModuleReport | None, limit: float) -> Check:
+def ticks_per_persona(report: Report) -> float:
+    """How many ticks each persona of a report had, on average: K after `run --repeat K`, more in a long soak. A
+    report that counts no persona or no tick (written by hand) counts as one tick each."""
+    totals = report.totals
+    return totals.ticks / totals.personas if totals.personas and totals.ticks else 1.0
+
+
+def same_k(ticks_per_persona: tuple[float, float]) -> bool:
+    """Whether two runs' pass^k measure the same thing: their personas had about as many ticks (SAME_K)."""
+    before, after = ticks_per_persona
+    return abs(before - after) <= SAME_K * max(before, after)
+
+
+def _per_persona(ticks: float) -> str:
+    """ "1 tick per persona", "6.7 ticks per persona"."""
+    shown = round(ticks, 1)
+    return f"{shown:g} tick{'' if shown == 1 else 's'} per persona"
+
+
+def _reliability_check(
+    module: str,
+    before: ModuleReport | None,
+    after: ModuleReport | None,
+    limit: float,
+    ticks_per_persona: tuple[float, float],
+) -> Check:
     """pass^k: the share of personas whose every tick with the module went without a product error. A module
-    that fails some personas every day is judged here even when its error rate, spread over all, moved little."""
+    that fails some personas every day is judged here even when its error rate, spread over all, moved little.
+
+    It is judged only between runs whose personas had about as many ticks: a
+    persona living four days has four chances to meet an error, so a candidate
+    run with `--repeat 4` against a baseline of one day would fail on that alone.
+    """
     subject = Subject("module", module, module)
     old = before.reliability if before else None
     if before is not None and old is not None and old.personas == 0 and before.calls:
         message = "too little data: the baseline keeps no per-persona reliability; export it again with `runs export`"
+        return subject.check("reliability", "insufficient", None, None, limit, message)
+    if not same_k(ticks_per_persona):
+        ticks_before, ticks_after = ticks_per_persona
+        message = (
+            f"too little data: pass^k over {_per_persona(ticks_before)} in the baseline and over"
+            f" {_per_persona(ticks_after)} in the candidate measure different things;"
+            " rerun both with the same --repeat"
+        )
         return subject.check("reliability", "insufficient", None, None, limit, message)
 
     def counts(module_report: ModuleReport | None) -> Counts:
@@ -300,20 +362,32 @@ def _rate_check(subject: Subject, metric: RateMetric, before: Counts, after: Cou
         f"{terms.what} {percent(rate_before)} -> {percent(rate_after)} "
         f"({after.failed}/{after.total} {terms.unit}s {terms.failed}; "
         f"increase {increase * 100:+.0f} points, limit +{limit * 100:.0f}; {noise}"
-        f"{_could_see(detectable, 'points') if status == 'pass' else ''})"
+        f"{_could_see(metric, detectable) if status == 'pass' else ''})"
     )
     return subject.check(metric, status, rate_before, rate_after, limit, message, **evidence)
 
 
-def _could_see(detectable: float | None, unit: str) -> str:
+def _size(metric: Metric, size: float) -> str:
+    """A change of a check's kind in its limit's unit: "12 points", "1.40x", "0.50"."""
+    if metric == "p95_latency":
+        return f"{size:.2f}x"
+    if metric == "rating":
+        return f"{size:.2f}"
+    return f"{size * 100:.0f} points"
+
+
+def _worsening(metric: Metric, size: float) -> str:
+    """A worsening of a check's kind in words: "a rise of 12 points", "1.40x", "a drop of 0.50"."""
+    if math.isinf(size):
+        return "no rise at all"
+    if metric == "p95_latency":
+        return _size(metric, size)
+    return f"{'a drop' if metric == 'rating' else 'a rise'} of {_size(metric, size)}"
+
+
+def _could_see(metric: Metric, detectable: float | None) -> str:
     """What the check could have caught, said after its verdict."""
-    if detectable is None:
-        return ""
-    if unit == "points":
-        return f"; could see a rise of {detectable * 100:.0f} points"
-    if unit == "ratio":
-        return f"; could see {detectable:.2f}x"
-    return f"; could see a drop of {detectable:.2f}"
+    return "" if detectable is None else f"; could see {_worsening(metric, detectable)}"
 
 
 def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: float) -> Check:
@@ -343,7 +417,7 @@ def _rating_check(module: str, before: RatingStats, after: RatingStats, limit: f
     message = (
         f"mean rating {rating_text(before)} -> {rating_text(after)} "
         f"(drop {drop:.2f}, limit {limit:.2f}; {'beyond' if beyond_noise else 'within'} noise of ±{noise:.2f}"
-        f"{_could_see(detectable, 'rating') if status == 'pass' else ''})"
+        f"{_could_see('rating', detectable) if status == 'pass' else ''})"
     )
     return subject.check("rating", status, before.mean, after.mean, limit, message, detectable=detectable)
 
@@ -383,7 +457,7 @@ def _latency_check(tool: str, module: str, before: ToolStats | None, after: Tool
     message = (
         f"p95 latency {milliseconds(p95_before)} -> {milliseconds(p95_after)} ({ratio:.2f}x, limit {limit:.2f}x; "
         f"{'slower beyond noise' if slower else 'not slower beyond noise'}"
-        f"{_could_see(detectable, 'ratio') if status == 'pass' else ''})"
+        f"{_could_see('p95_latency', detectable) if status == 'pass' else ''})"
     )
     return subject.check("p95_latency", status, p95_before, p95_after, limit, message, detectable=detectable)
 
@@ -551,7 +625,9 @@ def _offered(report: Report) -> set[str] | None:
     return {tool for module in report.modules for tool in module.tools_offered}
 
 
-def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator[Check]:
+def _checks(
+    baseline: Report, candidate: Report, limits: Thresholds, ticks_per_persona: tuple[float, float]
+) -> Iterator[Check]:
     yield _rate_check(
         RUN,
         "failed_ticks",
@@ -566,7 +642,7 @@ def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator
         yield _rate_check(
             Subject("module", name, name), "error_rate", _counts(before), _counts(after), limits.max_error_rate_increase
         )
-        yield _reliability_check(name, before, after, limits.max_error_rate_increase)
+        yield _reliability_check(name, before, after, limits.max_error_rate_increase, ticks_per_persona)
         yield _rating_check(
             name,
             before.rating if before else RatingStats(),
@@ -588,19 +664,45 @@ def _checks(baseline: Report, candidate: Report, limits: Thresholds) -> Iterator
             yield _latency_check(tool, name, tool_before, tool_after, limits.max_p95_latency_ratio)
 
 
+def _unjudged_modules(baseline: Report, checks: list[Check]) -> list[str]:
+    """The baseline's modules of which no check could say pass or fail: the gate did not look at them."""
+    judged = {check.module for check in checks if check.status != "insufficient" and check.metric != "offered"}
+    return sorted(module.module for module in baseline.modules if module.module not in judged)
+
+
+def _evidence_check(module: str) -> Check:
+    """The failure `--require-evidence` adds for a module of the baseline that no check could judge."""
+    message = f"no check could judge {module}, a module of the baseline: each had too little data (--require-evidence)"
+    return Subject("module", module, module).check("evidence", "fail", None, None, 0, message)
+
+
 def compare(
-    baseline: Report, candidate: Report, limits: Thresholds, *, baseline_label: str | None = None
+    baseline: Report,
+    candidate: Report,
+    limits: Thresholds,
+    *,
+    baseline_label: str | None = None,
+    require_evidence: bool = False,
 ) -> GateResult:
     """Every check of candidate against baseline, plus the tools that fail it, newly or again, and those no
-    longer offered, by name."""
+    longer offered, by name.
+
+    With `require_evidence`, each module of the baseline that no check could
+    judge fails a check of its own, so the verdict, the JUnit and the Markdown
+    fail with the exit code, not only the exit code.
+    """
     tools_before = _tools(baseline)
-    checks = list(_checks(baseline, candidate, limits))
+    ticks = (ticks_per_persona(baseline), ticks_per_persona(candidate))
+    checks = list(_checks(baseline, candidate, limits, ticks))
+    if require_evidence:
+        checks += [_evidence_check(module) for module in _unjudged_modules(baseline, checks)]
     failing = [c.subject for c in checks if c.kind == "tool" and c.metric == "error_rate" and c.status == "fail"]
     return GateResult(
         baseline=baseline_label or baseline.scope.label,
         candidate=candidate.scope.label,
         thresholds=limits,
         checks=checks,
+        ticks_per_persona=ticks,
         new_failing_tools=[tool for tool in failing if tool not in tools_before],
         started_failing_tools=[tool for tool in failing if tool in tools_before],
         disappeared_tools=sorted(
@@ -640,18 +742,44 @@ def evidence_lines(result: GateResult) -> list[str]:
         if kind:
             subjects = ", ".join(check.subject for check in kind[:5]) + (", …" if len(kind) > 5 else "")
             lines.append(f"too little data for {counted(len(kind), f'{words} check')}: {subjects}")
-    wanting = [check for check in short if check.repeats_needed]
+    before, after = result.ticks_per_persona
+    if not same_k(result.ticks_per_persona) and any(check.metric == "reliability" for check in short):
+        lines.append(
+            f"pass^k is not compared: the baseline had {_per_persona(before)}, this candidate {_per_persona(after)};"
+            " rerun both with the same --repeat"
+        )
+    wanting = [(repeats, check) for check in short if (repeats := result.repeats_needed(check))]
     if wanting:
-        worst = max(wanting, key=lambda check: (check.repeats_needed or 0, check.needed or 0))
+        repeats, worst = max(wanting, key=lambda pair: (pair[0], pair[1].needed or 0))
         assert worst.needed is not None and worst.had is not None
         unit = _UNITS[worst.metric]
         lines.append(
             f"to judge {worst.metric.replace('_', ' ')} of {worst.subject} you need {counted(worst.needed, unit)}"
             " per side;"
-            f" the baseline has {worst.had[0]}, this candidate {worst.had[1]}:"
-            f" rerun both with --repeat {worst.repeats_needed}"
+            f" the baseline has {worst.had[0]} ({_per_persona(before)}),"
+            f" this candidate {worst.had[1]} ({_per_persona(after)}):"
+            f" rerun both with --repeat {repeats}"
         )
     return lines
+
+
+def weakest_passes(result: GateResult, named: int = 3) -> str | None:
+    """One line naming the passes that could only have seen a worsening WEAK times their limit or more, weakest
+    first, so a green gate on thin data is not read as a strong one; None when no pass is that weak."""
+    weak = sorted(
+        (check for check in result.with_status("pass") if check.weakness >= WEAK),
+        key=lambda check: check.weakness,
+        reverse=True,
+    )
+    if not weak:
+        return None
+    shown = [
+        f"{check.name} could only see {_worsening(check.metric, check.detectable or 0.0)}"
+        f" (limit {_size(check.metric, check.limit)})"
+        for check in weak[:named]
+    ]
+    more = f"; and {len(weak) - named} more" if len(weak) > named else ""
+    return f"weakest passes: {'; '.join(shown)}{more}"
 
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -710,7 +838,8 @@ _LABEL: dict[Status, str] = {"fail": "❌ fail", "insufficient": "⚪ too little
 
 def render_markdown(result: GateResult) -> str:
     """A summary table for a PR comment or a CI step summary: failures first, then passes; the checks with
-    too little data in one line per kind (the JUnit file lists them one by one)."""
+    too little data in one line per kind (the JUnit file lists them one by one), then what would judge them,
+    never cut: the `--repeat` to run with ends the line."""
     lines = [
         f"## Persona gate: {result.verdict}",
         "",
@@ -730,7 +859,7 @@ def render_markdown(result: GateResult) -> str:
     if left:
         failed = sum(1 for check in left if check.status == "fail")
         rest = ["", f"…and {len(left)} more checks ({failed} failed); the JUnit file lists every check."]
-    evidence = [f"- {cell(line)}" for line in evidence_lines(result)]
+    evidence = [f"- {prose(line)}" for line in evidence_lines(result)]
     return "\n".join(
         [
             *lines,
