@@ -1,6 +1,7 @@
-"""Workers that die or are stopped, on real PostgreSQL: a worker killed outright has its tick kept as
-`interrupted` and its persona's slot played by another; one stopped by SIGTERM records its tick
-`aborted`, exits 0 within the grace, and leaves the slot due again."""
+"""Workers that die, are stopped or lose their database, on real PostgreSQL: a worker killed outright
+has its tick kept as `interrupted` and its persona's slot played by another; one stopped by SIGTERM
+records its tick `aborted`, exits 0 within the grace, and leaves the slot due again; one whose
+database goes away for a few seconds loses no tick and goes on ticking."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from persona_runner.run.fleet import FIRST_SLOT, fleet_run_id
 from persona_runner.run.worker import defer_tick, queue_app
 from tests.cli_helpers import cli, served_product
+from tests.test_recording import relayed
 from tests.worker_helpers import (
     ONCE,
     STALLED,
@@ -100,3 +102,37 @@ def test_sigterm_records_the_tick_in_flight_as_aborted_and_the_worker_exits_0(
     # Cut short by the harness, the slot is the persona's still: due again, or queued already.
     seen = json.loads(status.stdout)
     assert seen["queued"] + seen["due"] == ["maya-0"]
+
+
+def test_a_worker_rides_out_postgresql_unreachable_for_3_s(slow_product: tuple[str, Path], pg_url: str) -> None:
+    """The database goes away under a worker with a tick in flight and is back 3 s later: that tick ends `ok`
+    with every call on record, and the same worker process goes on ticking the persona's next slots."""
+    url, catalog = slow_product
+    often = ("--catalog", str(catalog), "--every", "3s")
+    assert cli("schedule", "--db", pg_url, *often).returncode == 0
+    with (
+        relayed(pg_url) as (relay, through_relay),
+        workers(1, "--target", url, "--db", through_relay, *often, *SHORT_DAY) as [worker],
+    ):
+        wait_for("a tick in flight with a call on record", lambda: calls_streamed(pg_url) >= 1 and running(pg_url))
+        [outlived] = running(pg_url)
+        relay.down()
+        time.sleep(3)
+        relay.up = True
+        wait_for("the tick in flight and two more played", lambda: played_since(pg_url, outlived) >= 3, 60)
+        assert worker.poll() is None
+    played = ticks(pg_url)
+    assert {t["status"] for t in played} == {"ok"}
+    assert all(actions_of(pg_url, str(t["tick_id"])) == t["tool_calls"] for t in played)
+    assert len({t["slot"] for t in played}) == len(played), "each slot played once"
+
+
+def running(db: str) -> list[str]:
+    return [str(t["tick_id"]) for t in ticks(db) if t["status"] == "running"]
+
+
+def played_since(db: str, tick_id: str) -> int:
+    """The ticks played to the end from `tick_id` on (in the order they started), that one included."""
+    played = ticks(db)
+    start = [str(t["tick_id"]) for t in played].index(tick_id)
+    return sum(t["status"] == "ok" for t in played[start:])

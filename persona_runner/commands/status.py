@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from persona_runner.catalog import PersonaSpec
+    from persona_runner.run.queue import QueueWorker
     from persona_runner.store.models import WorkerPause
 
 
@@ -37,12 +38,23 @@ class InFlight:
 
 
 @dataclass(frozen=True)
+class QueueWorkerSeen:
+    """One of the fleet's workers in the queue: each worker process runs two, one for ticks, one for control."""
+
+    id: int
+    serves: str  # "ticks" or "control"
+    host: str | None
+    pid: int | None
+    beat_seconds_ago: float
+    silent: bool  # silent longer than the fleet's stalled-after: dead, or about to be taken for dead
+
+
+@dataclass(frozen=True)
 class FleetStatus:
     run_id: str
     paused: str | None  # who paused the workers, when and why; None when they are not
-    #: Workers in the queue beating within the stall limit: each worker process runs two, ticks and control.
-    queue_workers: int
-    silent_queue_workers: int  # registered, but silent longer: dead, or about to be taken for dead
+    stalled_after: float  # the fleet's --stalled-after, by which `silent` is judged
+    workers: list[QueueWorkerSeen]
     in_flight: list[InFlight]
     queued: list[str]
     due: list[str]  # due now and not yet queued: the next scheduling round queues them
@@ -58,8 +70,9 @@ def status(
 ) -> None:
     """Show a fleet's workers, ticks in flight, queued and due personas, and whether it is paused.
 
-    Give it the --label, --every and catalog the workers have. Workers count as alive
-    while they beat in the queue (every 10 s by default).
+    Give it the --label, --every and catalog the workers have. Each worker process is two
+    workers in the queue (ticks and control); one silent for longer than the workers'
+    --stalled-after is shown silent: dead, or about to be taken for dead.
 
     Example: persona-runner status --db postgresql+psycopg://runner@db/personas --label nightly
     """
@@ -76,33 +89,42 @@ def status(
 
 
 def _gather(store: Engine, label: str | None, personas: Sequence[PersonaSpec], every: timedelta | None) -> FleetStatus:
-    from persona_runner.run.fleet import fleet_run_id, next_dues, paused, ticks_in_flight
-    from persona_runner.run.queue import STALLED_AFTER, queue_state
+    from persona_runner.run.fleet import fleet_run_id, next_dues, paused, stalled_after_of, ticks_in_flight
+    from persona_runner.run.queue import queue_state
     from persona_runner.store.models import utcnow
 
     now = utcnow()
     run_id = fleet_run_id(label)
     state = queue_state(store, run_id)
-    held = paused(store)
+    stalled_after = stalled_after_of(store, run_id)
     ticks = ticks_in_flight(store, run_id)
-    alive = sum(1 for _, beat in state.workers if (now - beat).total_seconds() < STALLED_AFTER)
     ticking = {tick.persona_name for tick in ticks}
     busy = {*state.waiting, *state.taken, *ticking}
     dues = [(persona.name, due) for persona, due in next_dues(store, personas, every, now) if persona.name not in busy]
     later = min(((due.at, name) for name, due in dues if not due.due), default=None)
     return FleetStatus(
         run_id=run_id,
-        paused=None
-        if held is None
-        else f"{held.paused_by} at {_utc(held.paused_at)}" + (f" ({held.reason})" * bool(held.reason)),
-        queue_workers=alive,
-        silent_queue_workers=len(state.workers) - alive,
+        paused=_pause_note(paused(store)),
+        stalled_after=stalled_after,
+        workers=[_seen(worker, stalled_after) for worker in state.workers],
         in_flight=[InFlight(t.persona_name, t.tick_id, _utc(t.started_at), t.runner) for t in ticks],
         # A job a worker took whose tick has not started (held by a pause, or about to start) is still queued. By
         # name: the queue's order is whichever scheduler came first.
         queued=sorted([*state.waiting, *(name for name in state.taken if name not in ticking)]),
         due=[name for name, due in dues if due.due],
         next_due=(later[1], _utc(later[0])) if later else None,
+    )
+
+
+def _seen(worker: QueueWorker, stalled_after: float) -> QueueWorkerSeen:
+    runner = worker.runner
+    return QueueWorkerSeen(
+        id=worker.worker_id,
+        serves=worker.serves,
+        host=runner.host if runner else None,
+        pid=runner.pid if runner else None,
+        beat_seconds_ago=round(worker.beat_seconds_ago, 1),
+        silent=worker.beat_seconds_ago > stalled_after,
     )
 
 
@@ -119,11 +141,10 @@ def _utc(moment: datetime) -> str:
 
 def _lines(found: FleetStatus) -> list[str]:
     paused = f"PAUSED by {found.paused}" if found.paused else "not paused"
-    silent = f", {found.silent_queue_workers} silent" if found.silent_queue_workers else ""
-    lines = [
-        f"run {found.run_id}: {counted(found.queue_workers, 'queue worker')} beating{silent} "
-        f"(two per worker process: ticks and control); {paused}"
-    ]
+    silent = sum(worker.silent for worker in found.workers)
+    silence = f", {silent} silent for over {found.stalled_after:g} s" if silent else ""
+    lines = [f"run {found.run_id}: {counted(len(found.workers) - silent, 'queue worker')} beating{silence}; {paused}"]
+    lines += [_worker_line(worker) for worker in found.workers]
     lines.append(f"in flight: {counted(len(found.in_flight), 'tick')}")
     lines += [f"  {t.persona}  {t.tick_id}  since {t.started_at}  on {t.runner or '?'}" for t in found.in_flight]
     lines.append(f"queued: {len(found.queued)}" + (f": {', '.join(found.queued)}" if found.queued else ""))
@@ -131,3 +152,9 @@ def _lines(found: FleetStatus) -> list[str]:
     if found.next_due:
         lines.append(f"next due: {found.next_due[0]} at {found.next_due[1]}")
     return lines
+
+
+def _worker_line(worker: QueueWorkerSeen) -> str:
+    where = f"on {worker.host} pid {worker.pid}" if worker.host else "on ?"
+    beat = f"{'SILENT, last beat' if worker.silent else 'beat'} {worker.beat_seconds_ago:.0f} s ago"
+    return f"  worker {worker.id}  {worker.serves:<7}  {where}  {beat}"

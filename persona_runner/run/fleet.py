@@ -5,7 +5,8 @@ their work that lives in the results store, so it reads plainly in SQL and
 needs no queue to test:
 
 - One run holds every tick the workers of a label play (`fleet_run_id`), so
-  `report --run` and `gate` read a fleet as they read a soak.
+  `report --run` and `gate` read a fleet as they read a soak. Its config says
+  how the workers were started, `stalled_after` as the latest worker said.
 - A persona is due in a slot: the moment it fell due by its latest tick
   (`NextDue.since`), the same for every scheduler that asks, so the queue
   can refuse a second job for it. `claim_slot` is the last word, taken under
@@ -30,6 +31,7 @@ from sqlmodel import Session, col
 from persona_runner.catalog import PersonaSpec
 from persona_runner.run.cadence import CUT_SHORT, NextDue, next_due
 from persona_runner.run.owner import this_process
+from persona_runner.run.queue import STALLED_AFTER
 from persona_runner.run.reaper import mark_interrupted, recent_history
 from persona_runner.run.runner import RunSettings
 from persona_runner.store.models import TICK_RUNNING, Run, Tick, WorkerPause, utcnow
@@ -48,9 +50,14 @@ def fleet_run_id(label: str | None) -> str:
 
 
 def ensure_fleet_run(
-    store: Engine, settings: RunSettings, personas: Sequence[PersonaSpec], every: timedelta | None
+    store: Engine,
+    settings: RunSettings,
+    personas: Sequence[PersonaSpec],
+    every: timedelta | None,
+    stalled_after: float,
 ) -> Run:
-    """The fleet's run, on record from the first worker of its label to start; later workers join it as it is.
+    """The fleet's run, on record from the first worker of its label to start; later workers join it as it is,
+    but for `stalled_after`: `status` judges the workers' silence by it, so it is the latest worker's.
     Workers started together race to write it: the ones that lose read what the winner wrote."""
     run_id = fleet_run_id(settings.label)
 
@@ -62,16 +69,23 @@ def ensure_fleet_run(
             return existing
 
     def write() -> Run:
-        existing = read()
-        if existing is not None:
-            return existing
-        try:
-            return insert()
-        except IntegrityError:
-            joined = read()
-            if joined is None:
-                raise
-            return joined
+        joined = read()
+        if joined is None:
+            try:
+                return insert()
+            except IntegrityError:
+                joined = read()
+                if joined is None:
+                    raise
+        return joined if joined.config.get("stalled_after") == stalled_after else restalled()
+
+    def restalled() -> Run:
+        with Session(store) as session, session.begin():
+            run = session.get_one(Run, run_id, with_for_update=True)
+            run.config = {**run.config, "stalled_after": stalled_after}
+            session.flush()
+            session.expunge(run)
+            return run
 
     def insert() -> Run:
         with Session(store) as session, session.begin():
@@ -85,6 +99,7 @@ def ensure_fleet_run(
                 config={
                     "workers": True,
                     "every": every.total_seconds() if every else None,
+                    "stalled_after": stalled_after,
                     "max_turns": settings.max_turns,
                     "timeout": settings.timeout,
                     "personas": [p.name for p in personas],
@@ -183,6 +198,14 @@ def resume(store: Engine) -> bool:
     with Session(store) as session, session.begin():
         result: CursorResult[Any] = session.execute(delete(WorkerPause))  # type: ignore[assignment]
         return bool(result.rowcount)
+
+
+def stalled_after_of(store: Engine, run_id: str) -> float:
+    """How long the fleet's workers may be silent in the queue before they are taken for dead, as its run says;
+    the default for a fleet no worker started yet (or one started before the run said it)."""
+    with Session(store) as session:
+        run = session.get(Run, run_id)
+        return float(run.config.get("stalled_after", STALLED_AFTER)) if run else STALLED_AFTER
 
 
 def paused(store: Engine) -> WorkerPause | None:

@@ -17,27 +17,37 @@ The engine is procrastinate (see `queue`). A worker process runs three kinds of 
 
 A stop (SIGTERM, SIGINT) stops fetching jobs; ticks in flight get the grace,
 as in a soak, and a tick cut off is recorded `aborted`, its slot due again.
+
+A database that goes away for a while (a restart, a failover, the network) does
+not end a worker: its ticks write through `store.retry`, a slot is claimed the
+same way, its periodic looks at the store skip a beat, and a queue worker the
+engine stopped for a lost connection joins the queue again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
+import psycopg
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued, ConnectorException, UniqueViolation
 from procrastinate.jobs import Job, Status
 from procrastinate.worker import Worker
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from persona_runner.catalog import PersonaSpec
 from persona_runner.domain import Driver, PersonaProfile
 from persona_runner.run.fleet import claim_slot, due_now, ensure_fleet_run, interrupt_slot, paused
 from persona_runner.run.metrics import RunnerMetrics, keep_beating
+from persona_runner.run.owner import this_process
 from persona_runner.run.queue import (
     RECOVER_TASK,
     SCHEDULE_TASK,
@@ -45,6 +55,7 @@ from persona_runner.run.queue import (
     TICK_TASK,
     conninfo,
     control_queue,
+    enrol,
     persona_lock,
     slot_lock,
     tick_queue,
@@ -55,8 +66,10 @@ from persona_runner.run.soak import tick_seed
 from persona_runner.run.stopping import RECORDING_LIMIT, Stop
 from persona_runner.run.tick import TickPlan, run_tick
 from persona_runner.store.models import Run, utcnow
+from persona_runner.store.retry import is_transient, retrying
 from persona_runner.targets.base import Target
 from persona_runner.targets.open import opened_target
+from persona_runner.util.text import one_line
 
 logger = logging.getLogger("persona_runner.run.worker")
 
@@ -68,6 +81,11 @@ _EVEN_PERIODS = (1, 2, 3, 4, 5, 6, 10)
 RECOVER_SECONDS = 10
 #: How often a paused worker looks whether it was resumed.
 PAUSE_POLL_SECONDS = 2.0
+#: How often an idle worker asks the queue for a job. Workers poll rather than LISTEN: the engine stops a worker
+#: whose LISTEN connection drops, and a worker stopping gives its ticks in flight no more than the grace.
+JOB_POLL_SECONDS = 1.0
+#: How often a process looks whether the engine registered one of its queue workers under a new id.
+ROLL_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -191,7 +209,9 @@ class Fleet:
         if spec is None:
             raise LookupError(f"persona {persona!r} is not in this worker's catalog: give every worker the same one")
         now = utcnow()
-        number = await anyio.to_thread.run_sync(claim_slot, self.store, self.run.run_id, persona, slot)
+        # A claim is the tick's first word: a store that falters is waited out (up to a minute), not skipped.
+        claim = partial(claim_slot, self.store, self.run.run_id, persona, slot)
+        number = await anyio.to_thread.run_sync(retrying, claim)
         if number is None:
             logger.info("%s: slot %s was already played", persona, slot)
             return
@@ -221,35 +241,51 @@ class Fleet:
             reason = f": {record.error}" if record.error else ""
             logger.info("%s: tick %s %s, %s%s", persona, record.tick_id, record.status, record.summary(), reason)
 
-    async def take_ticks(self, worker: Worker) -> None:
-        """Run the tick worker until the stop. While the workers are paused it is stopped (its ticks in flight
-        finish, the queue keeps the rest), and it starts again on `resume`."""
+    async def keep_working(self, worker: Worker, *, pausable: bool) -> None:
+        """Run a queue worker until the stop, and again whenever it ends before: the engine stops a worker
+        whose database connection failed for longer than its pool waits. A `pausable` one (the ticks') is
+        also stopped while the workers are paused (its ticks in flight finish, the queue keeps the rest), and
+        starts again on `resume`."""
         while not self.stop.requested:
             async with anyio.create_task_group() as watching:
-                watching.start_soon(self._stop_when_paused, worker)
-                await worker.run()
+                if pausable:
+                    watching.start_soon(self._stop_when_paused, worker)
+                with _skipping_a_beat(f"the {worker.worker_name} worker's round"):
+                    await worker.run()
                 watching.cancel_scope.cancel()
-            await self._wait_while_paused()
+            if pausable:
+                await self._wait_while_paused()
+            else:
+                await self._rest()
+
+    async def _rest(self) -> None:
+        """A period's rest before a queue worker joins again, cut short by the stop."""
+        with self.stop.guard(grace=0):
+            await anyio.sleep(PAUSE_POLL_SECONDS)
 
     async def _stop_when_paused(self, worker: Worker) -> None:
-        while await anyio.to_thread.run_sync(paused, self.store) is None:
+        while True:
+            with _skipping_a_beat("a look for a pause"):
+                if await anyio.to_thread.run_sync(paused, self.store) is not None:
+                    break
             await anyio.sleep(PAUSE_POLL_SECONDS)
         worker.stop()
 
     async def _wait_while_paused(self) -> bool:
-        """Return once the workers are not paused (True), or once a stop came (False)."""
+        """Return once the workers are not paused (True), or once a stop came (False). A store that does not
+        answer is no answer: the look is taken again a period later."""
         said = False
         while not self.stop.requested:
-            held = await anyio.to_thread.run_sync(paused, self.store)
-            if held is None:
-                return True
-            if not said:
-                logger.info(
-                    "paused by %s since %s: waiting for `persona-runner resume`", held.paused_by, held.paused_at
-                )
-                said = True
-            with self.stop.guard(grace=0):
-                await anyio.sleep(PAUSE_POLL_SECONDS)
+            with _skipping_a_beat("a look whether the workers were resumed"):
+                held = await anyio.to_thread.run_sync(paused, self.store)
+                if held is None:
+                    return True
+                if not said:
+                    logger.info(
+                        "paused by %s since %s: waiting for `persona-runner resume`", held.paused_by, held.paused_at
+                    )
+                    said = True
+            await self._rest()
         return False
 
     async def schedule(self, app: App) -> Enqueued:
@@ -278,8 +314,44 @@ class Fleet:
     async def watch_backlog(self, app: App) -> None:
         """Keep the metrics' due backlog (tick jobs waiting in this fleet's queue) up to date."""
         while True:
-            self.metrics.set_due(len(await _jobs(app, self.run.run_id, Status.TODO)))
+            with _skipping_a_beat("a count of the due backlog"):
+                self.metrics.set_due(len(await _jobs(app, self.run.run_id, Status.TODO)))
             await anyio.sleep(SCHEDULE_SECONDS)
+
+    async def keep_roll(self, workers: Mapping[str, Worker]) -> None:
+        """Keep this process's queue workers (by the queue each serves) on the fleet's roll, which `status`
+        lists: each once the engine has registered it, and again under the new id it takes on joining again.
+        The engine tells of a registration by the worker's id only, so the id is watched for."""
+        enrolled: dict[str, int] = {}
+        while True:
+            for queue, worker in workers.items():
+                worker_id = worker.worker_id
+                if worker_id is not None and enrolled.get(queue) != worker_id:
+                    with _skipping_a_beat("putting a worker on the roll"):
+                        await anyio.to_thread.run_sync(enrol, self.store, worker_id, queue, str(this_process()))
+                        enrolled[queue] = worker_id
+            await anyio.sleep(ROLL_POLL_SECONDS)
+
+
+def _passing(error: SQLAlchemyError | ConnectorException) -> bool:
+    """Whether a database restart or a lost connection explains the error (the engine's errors carry psycopg's
+    as their cause; an operational one, a pool that waited in vain included, passes when the server is back)."""
+    if isinstance(error, SQLAlchemyError):
+        return is_transient(error)
+    return isinstance(error.__cause__, psycopg.OperationalError)
+
+
+@contextmanager
+def _skipping_a_beat(what: str) -> Iterator[None]:
+    """What a worker does again every period (a look for a pause, a count, a scheduling round) meets a database
+    that does not answer: one line in the log and that one beat lost, not the process. Other errors pass."""
+    try:
+        yield
+    except (SQLAlchemyError, ConnectorException) as exc:
+        if not _passing(exc):
+            raise
+        reason = exc.__cause__ if isinstance(exc, ConnectorException) else getattr(exc, "orig", None)
+        logger.warning("%s skipped, the database did not answer: %s", what, one_line(str(reason or exc), 300))
 
 
 def _fleet(context: JobContext) -> Fleet:
@@ -292,13 +364,15 @@ async def _tick_job(context: JobContext, run_id: str, persona: str, slot: str) -
 
 
 async def _schedule_job(context: JobContext, timestamp: int) -> None:
-    done = await _fleet(context).schedule(context.app)
-    if done.added:
-        logger.info("queued %d due personas: %s", len(done.added), ", ".join(done.added))
+    with _skipping_a_beat("a scheduling round"):
+        done = await _fleet(context).schedule(context.app)
+        if done.added:
+            logger.info("queued %d due personas: %s", len(done.added), ", ".join(done.added))
 
 
 async def _recover_job(context: JobContext, timestamp: int) -> None:
-    await _fleet(context).recover(context.app)
+    with _skipping_a_beat("a look for silent workers"):
+        await _fleet(context).recover(context.app)
 
 
 async def run_worker(
@@ -318,7 +392,9 @@ async def run_worker(
     The fleet's run is joined (or begun, by the first worker of its label). On a stop no job is
     fetched any more and the ticks in flight end as the stop says; then the process leaves the queue.
     """
-    run = await anyio.to_thread.run_sync(ensure_fleet_run, store, settings.run, personas, settings.every)
+    run = await anyio.to_thread.run_sync(
+        ensure_fleet_run, store, settings.run, personas, settings.every, settings.stalled_after
+    )
     app = queue_app(store_url, run.run_id, periodic=settings)
     async with (
         app.open_async(),
@@ -343,6 +419,8 @@ async def run_worker(
             # Ticks end within the grace on their own (see `play`); this only bounds a job that would not.
             "shutdown_graceful_timeout": stop.grace + RECORDING_LIMIT + 5,
             "delete_jobs": "successful",  # the results store keeps what a tick did; the queue only what is left
+            "listen_notify": False,
+            "fetch_job_polling_interval": JOB_POLL_SECONDS,
         }
         ticks = Worker(
             app, queues=[tick_queue(run.run_id)], concurrency=settings.run.concurrency, name="ticks", **common
@@ -351,9 +429,10 @@ async def run_worker(
         async with anyio.create_task_group() as beside:
             beside.start_soon(keep_beating, metrics)
             beside.start_soon(fleet.watch_backlog, app)
+            beside.start_soon(fleet.keep_roll, {tick_queue(run.run_id): ticks, control_queue(run.run_id): control})
             async with anyio.create_task_group() as working:
-                working.start_soon(fleet.take_ticks, ticks)
-                working.start_soon(control.run)
+                working.start_soon(partial(fleet.keep_working, ticks, pausable=True))
+                working.start_soon(partial(fleet.keep_working, control, pausable=False))
                 on_ready(run)
                 with stop.guard(grace=0):
                     await anyio.sleep_forever()
