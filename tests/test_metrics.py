@@ -83,7 +83,7 @@ def test_ticks_calls_latency_and_tokens_are_counted_by_label() -> None:
         metrics.tick_ended(a_record("ok", calls, tokens=(100, 20)))
         metrics.tick_ended(a_record("failed", [], tokens=(5, 0)))
         metrics.tick_started()
-        metrics.tick_cut_off()  # a stop cut it off: it recorded itself aborted
+        metrics.tick_cut_off()  # a stop cut it off before it handed its record over: the tick alone counts
         metrics.tick_ended(a_record("ok", [("todo.create", "ok", 3.0)]))
         metrics.set_due(0)
         samples = scrape(port)
@@ -105,6 +105,29 @@ def test_ticks_calls_latency_and_tokens_are_counted_by_label() -> None:
     assert value(samples, "persona_runner_tool_call_seconds_bucket", tool="notes.list", le="60.0") == 1
     assert value(samples, "persona_runner_tokens_total", direction="in") == 105
     assert value(samples, "persona_runner_tokens_total", direction="out") == 20
+
+
+def test_a_tick_cut_off_counts_the_calls_it_made_and_its_tokens() -> None:
+    """A stop cuts a tick off: it is recorded aborted with its calls, the one it was waiting on as an error. Each
+    reached the product, so a scraper counts them as the store does; a tick cut off before it handed its record
+    over counts as a tick alone."""
+    metrics = RunnerMetrics()
+    with serving_metrics(metrics, 0) as port:
+        assert port
+        metrics.tick_started()
+        metrics.tick_started()
+        cut = a_record("aborted", [("todo.create", "ok", 12.0), ("todo.list", "error", 900.0)], tokens=(40, 8))
+        metrics.tick_cut_off(cut)
+        metrics.tick_cut_off()
+        samples = scrape(port)
+
+    assert value(samples, "persona_runner_ticks_in_flight") == 0
+    assert value(samples, "persona_runner_ticks_total", status="aborted") == 2
+    assert value(samples, "persona_runner_tool_calls_total", tool="todo.create", result="ok") == 1
+    assert value(samples, "persona_runner_tool_calls_total", tool="todo.list", result="error") == 1
+    assert value(samples, "persona_runner_tool_call_seconds_sum", tool="todo.list") == pytest.approx(0.9)
+    assert value(samples, "persona_runner_tokens_total", direction="in") == 40
+    assert value(samples, "persona_runner_tokens_total", direction="out") == 8
 
 
 def test_health_is_ok_then_stopping_and_other_paths_are_not_found() -> None:

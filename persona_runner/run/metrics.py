@@ -107,16 +107,25 @@ class RunnerMetrics:
     def tick_ended(self, record: TickRecord) -> None:
         """Count a tick once it is over, with its calls and tokens (a tick in flight counts only as in flight)."""
         self._ended(record.status)
+        self._count_work(record)
+
+    def tick_cut_off(self, record: TickRecord | None = None) -> None:
+        """A tick cut off by a stop: it recorded itself `aborted` in the store, with the calls it made. Those were
+        real calls to the product (the one it was waiting on included, as an error), so they count with the tokens
+        of the day so far, as the store counts them. Without its record (cut off before it could hand one over),
+        only the tick counts."""
+        self._ended("aborted")
+        if record is not None:
+            self._count_work(record)
+
+    def _count_work(self, record: TickRecord) -> None:
+        """The calls of a tick, by tool and result with their latency, and the tokens its driver spent."""
         for call in record.calls:
             outcome = call.outcome
             self._calls.labels(tool=outcome.tool, result=outcome.outcome).inc()
             self._call_seconds.labels(tool=outcome.tool).observe(outcome.latency_ms / 1000)
         self._tokens.labels(direction="in").inc(record.tokens_in)
         self._tokens.labels(direction="out").inc(record.tokens_out)
-
-    def tick_cut_off(self) -> None:
-        """A tick cut off by a stop: it recorded itself `aborted`, with its calls, in the store."""
-        self._ended("aborted")
 
     def _ended(self, status: str) -> None:
         with self._lock:

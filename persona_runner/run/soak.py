@@ -199,13 +199,16 @@ async def execute_soak(
                 timeout=settings.run.timeout,
                 number=numbers[persona.name],
             )
+            cut: list[TickRecord] = []
             metrics.tick_started()
             try:
-                record = await run_tick(plan, target=target, driver=make_driver(plan.persona), store=store, stop=stop)
+                record = await run_tick(
+                    plan, target=target, driver=make_driver(plan.persona), store=store, stop=stop, cut_off=cut.append
+                )
             except anyio.get_cancelled_exc_class():
                 result.aborted.append(persona.name)
                 status.in_flight -= 1
-                metrics.tick_cut_off()
+                metrics.tick_cut_off(*cut)
                 raise
             metrics.tick_ended(record)
             schedule.ended(persona, record.status)

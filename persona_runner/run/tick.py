@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -214,15 +215,21 @@ def _classify(exc: BaseException, plan: TickPlan, calls: int) -> tuple[str, str]
 
 
 async def run_tick(
-    plan: TickPlan, *, target: Target, driver: Driver, store: Engine, stop: Stop | None = None
+    plan: TickPlan,
+    *,
+    target: Target,
+    driver: Driver,
+    store: Engine,
+    stop: Stop | None = None,
+    cut_off: Callable[[TickRecord], None] = lambda _record: None,
 ) -> TickRecord:
     """Play one persona's day against the product and record it.
 
     Never raises for a product, driver or store failure: each becomes the tick's status and reason
     (a store that would not take the tick also sets `store_error`). The tick is on record as
     `running` before the persona logs in, and its calls as they are made. Being cancelled (the run
-    is stopped) writes the day so far as `aborted` within `stop`'s recording limit, then lets the
-    cancellation go on.
+    is stopped) writes the day so far as `aborted` within `stop`'s recording limit, hands that record
+    to `cut_off` (the caller gets none back), then lets the cancellation go on.
     """
     stop = stop or Stop()
     record = TickRecord(
@@ -260,6 +267,7 @@ async def run_tick(
         # the stop: the tick then stays `running`, its calls streamed so far kept, until it is reaped.
         with stop.recording():
             await _finish(driver, live, transcript, None)
+        cut_off(record)
         raise
     except Exception as raised:
         record.status, record.error = _classify(root_cause(raised), plan, len(record.calls))

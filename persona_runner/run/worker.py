@@ -228,13 +228,16 @@ class Fleet:
             slot=slot,
         )
         record: TickRecord | None = None
+        cut: list[TickRecord] = []
         self.metrics.tick_started()
         try:
             with self.stop.guard():
                 driver = self.make_driver(plan.persona)
-                record = await run_tick(plan, target=self.target, driver=driver, store=self.store, stop=self.stop)
+                record = await run_tick(
+                    plan, target=self.target, driver=driver, store=self.store, stop=self.stop, cut_off=cut.append
+                )
         finally:
-            self.metrics.tick_ended(record) if record else self.metrics.tick_cut_off()
+            self.metrics.tick_ended(record) if record else self.metrics.tick_cut_off(*cut)
         if record is None:
             logger.warning("%s: tick %s cut off by the stop, recorded aborted", persona, plan.tick_id)
         else:
