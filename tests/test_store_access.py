@@ -1,9 +1,11 @@
 """The results store opens for what a command needs, or says in one line why it cannot: a store
 this user may not write still serves the reading commands, and a URL of another database, a
-malformed one or a server that does not answer is named without its password."""
+malformed one or a server that does not answer is named without its password. A store an earlier
+version wrote is brought up to date when it is opened for recording, and only then."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
@@ -13,12 +15,14 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SAWarning
 
 from persona_runner.store.db import open_store
+from persona_runner.store.upgrade import RETIRED_COLUMNS
 from tests.cli_helpers import cli, one_line_error
+from tests.test_recording import PREVIOUS_SCHEMA
 from tests.test_report import NOW, build_known_store
 
 #: Each command that only reads the store, and what its output shows of the store `build_known_store` makes.
@@ -159,3 +163,67 @@ def test_a_store_written_before_the_window_indexes_gains_them_when_opened_for_re
                 assert index in {found["name"] for found in inspector.get_indexes(table)}
     finally:
         engine.dispose()
+
+
+#: The personas' lease columns, which the version before the job queue wrote and nothing reads any more.
+LEASE = set(RETIRED_COLUMNS["personas"])
+
+
+def write_previous_store(url: str) -> None:
+    """A store as the version before the job queue left it: the lease columns there, and a persona leased."""
+    old = create_engine(url)
+    with old.begin() as conn:
+        for statement in PREVIOUS_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(text(statement))
+        conn.execute(
+            text(
+                "INSERT INTO personas VALUES ('u-ann', 'ann@example.test', 'ann', 'planner', 'You plan.', '{}',"
+                " 'daily', NULL, NULL, NULL, '2026-01-01 09:00:00', '2026-01-01 09:00:00', 'host:1',"
+                " '2026-01-01 10:00:00')"
+            )
+        )
+    old.dispose()
+
+
+def persona_columns(store: Engine) -> set[str]:
+    return {column["name"] for column in inspect(store).get_columns("personas")}
+
+
+def test_a_store_opened_for_recording_drops_the_unused_lease_columns_and_keeps_the_personas(store_url: str) -> None:
+    write_previous_store(store_url)
+    reading = open_store(store_url, create=False)
+    try:
+        assert persona_columns(reading) >= LEASE  # a reading command changes nothing
+    finally:
+        reading.dispose()
+
+    store = open_store(store_url)
+    try:
+        assert not LEASE & persona_columns(store)
+        with store.connect() as conn:
+            kept = conn.execute(text("SELECT user_id, email, name, tick_cadence FROM personas")).all()
+        assert [tuple(row) for row in kept] == [("u-ann", "ann@example.test", "ann", "daily")]
+    finally:
+        store.dispose()
+    open_store(store_url).dispose()  # opened again: nothing left to drop
+
+
+def test_a_lease_column_the_store_will_not_drop_stays_and_is_said_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "results.db"
+    write_previous_store(f"sqlite:///{db}")
+    with closing(sqlite3.connect(db)) as conn:  # something of the user's own reads it: SQLite keeps an indexed column
+        conn.execute("CREATE INDEX ix_their_own ON personas (lease_expires_at)")
+        conn.commit()
+
+    with caplog.at_level(logging.WARNING, logger="persona_runner.store.upgrade"):
+        store = open_store(str(db))
+    try:
+        assert LEASE & persona_columns(store) == {"lease_expires_at"}
+    finally:
+        store.dispose()
+    [said] = [record.getMessage() for record in caplog.records]
+    assert said.startswith("results store: kept the unused column(s) lease_expires_at of personas")
+    assert "\n" not in said and "lease_owner" not in said
