@@ -82,9 +82,12 @@ def test_unreachable_target(tmp_path: Path) -> None:
 def test_a_malformed_target_is_one_usage_line(tmp_path: Path, command: str, target: str) -> None:
     done = cli(command, "--target", target, "--admin-token", ADMIN, "--db", str(tmp_path / "r.db"))
     assert done.returncode == 2
+    # Only `run` has an embedded product to offer instead; `seed` needs one that is up.
+    embedded = ", or give embedded for the embedded product" if command == "run" else ""
     assert (
         one_line_error(done.stderr)
         == f"error: --target {target!r} is not an http(s) URL with a host: write it like http://127.0.0.1:8765"
+        + embedded
     )
     assert not (tmp_path / "r.db").exists()
 

@@ -1,8 +1,9 @@
 """`soak`: each persona ticks whenever it is due, as one run, for as long as asked.
 
 The schedule's rules are read at stated moments (the clock is a parameter). The soak itself
-runs for real: the command line against the embedded product and a SQLite store, then as a
-process of its own stopped by SIGTERM against a served product whose every tool is slow.
+runs for real: the command line against a served product or the embedded one and a SQLite
+store, then as a process of its own stopped by SIGTERM against a served product whose every
+tool is slow.
 """
 
 from __future__ import annotations
@@ -12,15 +13,26 @@ import signal
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
+import anyio
 import httpx2
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from persona_runner.catalog import Catalog, PersonaSpec
 from persona_runner.commands.catalog_file import catalog_from
-from persona_runner.run.soak import Schedule, tick_seed
+from persona_runner.credentials import seed_secret
+from persona_runner.drivers.scripted import ScriptedDriver
+from persona_runner.run.metrics import RunnerMetrics
+from persona_runner.run.runner import RunSettings
+from persona_runner.run.soak import Schedule, SoakSettings, execute_soak, tick_seed
+from persona_runner.run.stopping import Stop
 from persona_runner.run.tick import TickPlan
+from persona_runner.store.db import open_store
+from persona_runner.targets.spec import TargetSpec
 from tests.cli_helpers import ADMIN, ALL_TOOLS, SCRIPT, cli, one_line_error, rows, served_calls, served_product
 from tool_registry.server import free_port
 
@@ -115,45 +127,67 @@ def overlap(spans: list[tuple[datetime, datetime]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in pairwise(ordered))
 
 
-#: How late a due tick may start on a busy machine: the previous tick's end is written to the store first,
-#: and twenty personas writing to one SQLite file on two cores shared with the product (and, in CI, with the
-#: other tests) wait their turn for seconds. Two intervals: a persona held back by a batch or never ticked
-#: again is still caught.
-LATENESS = 2 * EVERY
+#: The soak of the issue: twenty personas every 2 s for 12 s. They share no space (the catalog written for it
+#: has no spaces), so each keeps its own cadence.
+CROWD = 20
+DURATION = timedelta(seconds=12)
+#: How far a tick's recorded start may be from when it fell due. The scheduler shares one event loop with twenty
+#: ticks in flight: it starts a due persona once it gets round to it (after the previous tick's end is written),
+#: the start is stamped when the tick's task first runs, and the next due time counts from the scheduler's moment,
+#: not from that stamp. So a start may look late, or early by as much as the previous one was stamped late. A few
+#: milliseconds on an idle machine; measured up to 0.9 s at a load of 4 to 5 on two cores, in the first round above
+#: all, when all twenty start together on a cold product. Below EVERY, so a persona that skipped a due tick (a gap
+#: of two intervals after a tick that ended in time) is caught.
+SLACK = timedelta(seconds=1.5)
+#: Each persona's ticks. At most one per interval, the first no earlier than the moment --duration counts from:
+#: 0, 2, ..., 10 s, and a seventh would be due at 12 s, when the soak has ended. One fewer when lateness (each
+#: start up to SLACK after it was due, and ticks longer than EVERY on a starved machine) adds up over the five
+#: intervals to more than the ~2 s between the sixth tick's due time and the end. The tick in flight at the end
+#: is counted: it has the default grace (30 s) to finish and is recorded like the others. (Past a load of about 6
+#: on two cores, a round of twenty ticks takes the runner longer than EVERY: no scheduler keeps this cadence there.)
+MOST_TICKS = DURATION // EVERY
+FEWEST_TICKS = MOST_TICKS - 1
 
 
-def assert_on_cadence(name: str, ticked: list[tuple[datetime, datetime]], every: timedelta, ends_at: datetime) -> None:
-    """Each tick started when the persona was next due, not before and hardly after: `every` after the
-    previous start, or when the previous tick ended if it took longer (a persona never ticks twice at once);
-    and none is missing at the end. So the count is right however fast the machine plays a tick."""
+def assert_on_cadence(name: str, ticked: list[tuple[datetime, datetime]], ends_at: datetime) -> None:
+    """`name`'s ticks, never two at once, each started when the persona was next due (EVERY after the previous
+    start, or when the previous tick ended if it took longer), SLACK either side as stamped; and none
+    missing at the end: the persona was not due again SLACK before the soak ended."""
+    assert not overlap(ticked), name
     ordered = sorted(ticked)
     for (start, end), (next_start, _) in pairwise(ordered):
-        due = max(start + every, end)
-        assert due - timedelta(milliseconds=50) <= next_start <= due + LATENESS, (name, start, end, next_start)
+        due = max(start + EVERY, end)
+        assert start + EVERY - SLACK <= next_start <= due + SLACK, (name, start, end, next_start)
     last_start, last_end = ordered[-1]
-    assert max(last_start + every, last_end) + LATENESS >= ends_at, (name, "a tick is missing at the end")
+    assert max(last_start + EVERY, last_end) + SLACK >= ends_at, (name, "a tick is missing at the end")
 
 
 def test_a_soak_ticks_each_persona_as_often_as_it_is_due_as_one_run(tmp_path: Path) -> None:
-    """Twenty personas every 2 s for 6 s: each ticks at 0, 2 and 4 s, never two at once, as one run."""
+    """Twenty personas every 2 s for 12 s: each ticks at 0, 2, 4, 6, 8 and 10 s, never two at once, as one run."""
     db = tmp_path / "soak.db"
-    crowd = CATALOG.scaled(20, "soak.test")
+    crowd = CATALOG.scaled(CROWD, "soak.test")
     catalog = tmp_path / "catalog.json"
     catalog.write_text(Catalog(version=1, personas=crowd.personas).model_dump_json(by_alias=True, exclude_none=True))
-    done = cli(
-        "soak", "--catalog", str(catalog), "--duration", "6s", "--every", "2s", "--concurrency", "20",
-        "--max-turns", "2", "--db", str(db), "--label", "nightly",
-    )  # fmt: skip
+    # A product of its own, as a nightly soak's staging build: the runner's process then spends its CPU on the
+    # runner alone, about a third of a core for twenty personas every 2 s (the embedded product would add half as
+    # much again under the same lock), which leaves a loaded machine some room to keep the cadence.
+    with served_product(tmp_path) as (url, _):
+        done = cli(
+            "soak", "--catalog", str(catalog), "--target", url, "--admin-token", ADMIN,
+            "--duration", f"{DURATION.seconds}s", "--every", f"{EVERY.seconds}s", "--concurrency", str(CROWD),
+            "--max-turns", "2", "--db", str(db), "--label", "nightly",
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
     [(run_id, status, label, config)] = rows(db, "SELECT run_id, status, label, config FROM runs")
-    assert (status, label, json.loads(config)["soak"]["every"]) == ("ok", "nightly", 2.0)
+    soaked = json.loads(config)["soak"]
+    assert (status, label, soaked["every"]) == ("ok", "nightly", EVERY.total_seconds())
     assert f"next: persona-runner report --run {run_id}" in done.stdout
+    ends_at = datetime.fromisoformat(soaked["ends_at"]).replace(tzinfo=None)  # the store's times are naive UTC
     spans = intervals(db)
     assert set(spans) == {p.name for p in crowd.personas}
-    began = min(start for ticked in spans.values() for start, _ in ticked)
     for name, ticked in spans.items():
-        assert len(ticked) >= 2, (name, len(ticked))  # ticked again once due; how often, the cadence check says
-        assert_on_cadence(name, ticked, EVERY, began + timedelta(seconds=6))
+        assert FEWEST_TICKS <= len(ticked) <= MOST_TICKS, (name, len(ticked))
+        assert_on_cadence(name, ticked, ends_at)
     assert rows(db, "SELECT COUNT(DISTINCT tick_id), COUNT(*) FROM ticks") == [(sum(map(len, spans.values())),) * 2]
     assert rows(db, "SELECT COUNT(*) FROM ticks WHERE status NOT IN ('ok', 'rating_unparsed')") == [(0,)]
     assert cli("report", "--run", run_id, "--db", str(db)).returncode == 0
@@ -171,6 +205,26 @@ def test_space_mates_never_tick_side_by_side(tmp_path: Path) -> None:
     for mates in (("maya", "sam"), ("helena", "kofi")):
         together = [span for name in mates for span in spans.get(name, [])]
         assert len(together) >= 2 and not overlap(together), mates
+
+
+@pytest.mark.parametrize("command", [("run",), ("soak", "--duration", "1s", "--every", "1s")], ids=["run", "soak"])
+def test_target_embedded_names_the_default_a_fresh_reference_product(tmp_path: Path, command: tuple[str, ...]) -> None:
+    db = tmp_path / "embedded.db"
+    done = cli(*command, "--target", "embedded", "--persona", "ravi", "--max-turns", "2", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    [(target,)] = rows(db, "SELECT target FROM runs")
+    assert target.startswith("http://127.0.0.1:")  # started on a free loopback port, seeded, gone now
+    ticked = [status for (status,) in rows(db, "SELECT status FROM ticks")]
+    assert ticked and set(ticked) <= {"ok", "rating_unparsed"}
+    assert "URL|embedded" in cli(command[0], "--help").stdout
+
+
+@pytest.mark.parametrize("command", ["run", "soak"])
+def test_a_target_that_is_neither_a_url_nor_embedded_is_one_usage_line(tmp_path: Path, command: str) -> None:
+    done = cli(command, "--target", "embeded", "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 2
+    assert "--target 'embeded'" in one_line_error(done.stderr) and "or give embedded" in done.stderr
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_duration_and_until_exclude_each_other(tmp_path: Path) -> None:
@@ -218,3 +272,43 @@ def test_sigterm_records_the_soak_and_every_tick_in_flight_and_exits_within_the_
     recorded = sum(calls for *_, calls in ticks)
     assert answered <= recorded <= answered + len(ticks)
     assert "stopped by SIGTERM" in stderr
+
+
+def test_the_calls_of_ticks_a_stop_cut_off_are_in_the_soaks_metrics_as_in_its_store(tmp_path: Path) -> None:
+    """Every tool answers after a second and a tick makes eight calls: the stop after 3 s cuts both ticks off."""
+    slow = [flag for tool in ALL_TOOLS for flag in ("--delay", f"{tool}=1s")]
+    db = tmp_path / "soak.db"
+    metrics, stop = RunnerMetrics(), Stop(grace=0.5)
+    with served_product(tmp_path, *slow) as (url, _):
+        assert cli("seed", "--target", url, "--admin-token", ADMIN, "--db", str(db)).returncode == 0
+        store = open_store(str(db))
+        settings = SoakSettings(RunSettings(target=TargetSpec.product(url), driver="scripted", max_turns=8))
+        personas = [persona("ravi"), persona("yuki")]
+
+        async def soak_until_stopped() -> None:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(
+                    partial(
+                        execute_soak,
+                        settings,
+                        personas,
+                        secret=seed_secret(),
+                        store=store,
+                        make_driver=lambda _p: ScriptedDriver(),
+                        stop=stop,
+                        metrics=metrics,
+                    )
+                )
+                await anyio.sleep(3)
+                stop.take(signal.SIGTERM)
+
+        try:
+            anyio.run(soak_until_stopped)
+        finally:
+            store.dispose()
+    samples = [s for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples]
+    counted = sum(s.value for s in samples if s.name == "persona_runner_tool_calls_total")
+    [(aborted, recorded)] = rows(db, "SELECT COUNT(*), SUM(tool_calls) FROM ticks WHERE status = 'aborted'")
+    assert aborted == 2 and recorded > 0
+    assert counted == recorded == rows(db, "SELECT COUNT(*) FROM persona_actions")[0][0]
+    assert {s.labels["status"]: s.value for s in samples if s.name == "persona_runner_ticks_total"} == {"aborted": 2}

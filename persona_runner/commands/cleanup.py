@@ -8,13 +8,13 @@ import anyio
 import typer
 
 from persona_runner.commands.catalog_file import catalog_from
-from persona_runner.commands.options import AdminTokenOption, CatalogOption, TargetOption, user_errors_from
+from persona_runner.commands.options import AdminTokenOption, CatalogOption, RunningTargetOption, user_errors_from
 from persona_runner.util.errors import UserError
 from persona_runner.util.text import counted
 
 
 def cleanup(
-    target: TargetOption = None,
+    target: RunningTargetOption = None,
     admin_token: AdminTokenOption = None,
     catalog: CatalogOption = None,
     dry_run: Annotated[

@@ -40,21 +40,47 @@ DbOption = Annotated[
 ]
 
 
+#: What `--target` takes to name the embedded product out loud: a script or a unit file can then spell out
+#: every choice (`soak --target embedded`), and switching to a staging build changes one value.
+EMBEDDED = "embedded"
+_EXAMPLE_TARGET = "http://127.0.0.1:8765"
+
+
 def _checked_target(url: str | None) -> str | None:
-    return None if url is None else require_http_url(url, "--target", "http://127.0.0.1:8765")
+    return None if url is None else require_http_url(url, "--target", _EXAMPLE_TARGET)
+
+
+def _target_or_embedded(value: str | None) -> str | None:
+    """A product's URL, checked; None for `embedded`, as when --target is not given."""
+    if value is None or value == EMBEDDED:
+        return None
+    return require_http_url(value, "--target", f"{_EXAMPLE_TARGET}, or give {EMBEDDED} for the embedded product")
 
 
 OutOption = Annotated[
     Path | None,
     typer.Option("--out", metavar="PATH", help="Write here instead of standard output.", show_default=False),
 ]
+#: For the commands that start the embedded product when no target is named (`run`, `soak`, `replay`).
 TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        metavar=f"URL|{EMBEDDED}",
+        callback=_target_or_embedded,
+        help=f"Base URL of a running product, e.g. {_EXAMPLE_TARGET}; or {EMBEDDED} (the default): "
+        "a fresh reference product, seeded, that lives as long as this command.",
+        show_default=False,
+    ),
+]
+#: For the commands that need a product already up (`seed`, `cleanup`, `worker`): no embedded one to fall back on.
+RunningTargetOption = Annotated[
     str | None,
     typer.Option(
         "--target",
         metavar="URL",
         callback=_checked_target,
-        help="Base URL of a running product, e.g. http://127.0.0.1:8765.",
+        help=f"Base URL of a running product, e.g. {_EXAMPLE_TARGET}.",
         show_default=False,
     ),
 ]
@@ -110,7 +136,7 @@ StalledAfterOption = Annotated[
 ]
 
 
-# What `run` and `soak` share to play the personas (run.py still declares its own copies: to be moved here).
+# What `run` and `soak` share to play the personas.
 PersonaOption = Annotated[
     list[str] | None, typer.Option("--persona", metavar="NAME", help="Only this persona (repeatable). Default: all.")
 ]

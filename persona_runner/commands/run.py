@@ -105,7 +105,7 @@ def run(
 ) -> None:
     """Tick every persona once against a product and print what they did and thought.
 
-    With no --target, a fresh reference product is started on a free loopback
+    With no --target (or --target embedded), a fresh reference product is started on a free loopback
     port and seeded first. Exit 0 when every tick ran (product errors are
     findings) or a signal stopped the run, 1 when ticks failed, 2 on usage errors.
     SIGTERM or SIGINT starts no new tick and gives ticks in flight --grace to

@@ -12,7 +12,7 @@ from persona_runner.commands.options import (
     AdminTokenOption,
     CatalogOption,
     DbOption,
-    TargetOption,
+    RunningTargetOption,
     store_from,
     user_errors_from,
 )
@@ -28,7 +28,7 @@ DEFAULT_TARGET = "http://127.0.0.1:8765"
 
 
 def seed(
-    target: TargetOption = None,
+    target: RunningTargetOption = None,
     target_name: TargetNameOption = None,
     admin_token: AdminTokenOption = None,
     catalog: CatalogOption = None,

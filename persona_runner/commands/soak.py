@@ -99,10 +99,11 @@ def soak(
     A persona is due by its catalog cadence, or every --every; it ticks as soon as one of
     --concurrency slots is free, never twice at once, and never beside a persona it shares a
     space with. The soak ends after --duration, at --until or on SIGTERM/SIGINT: no tick
-    starts, ticks in flight get --grace to finish. Without --target a fresh reference product
-    is started and seeded. Exit 0 when every tick ran or a signal stopped the soak, 1 when
-    ticks failed, 2 on usage errors. One soak is one run: `report --run` and `gate` read it.
-    --metrics-port serves /metrics (Prometheus) and /health while the soak runs.
+    starts, ticks in flight get --grace to finish. Without --target, or with --target embedded,
+    a fresh reference product is started and seeded. Exit 0 when every tick ran or a signal
+    stopped the soak, 1 when ticks failed, 2 on usage errors. One soak is one run: `report
+    --run` and `gate` read it. --metrics-port serves /metrics (Prometheus) and /health while
+    the soak runs.
 
     Example: persona-runner soak --duration 8h --every 10m --target http://127.0.0.1:8765
     """

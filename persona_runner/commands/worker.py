@@ -22,9 +22,9 @@ from persona_runner.commands.options import (
     MetricsPortOption,
     ModelOption,
     PersonaOption,
+    RunningTargetOption,
     SeedOption,
     StalledAfterOption,
-    TargetOption,
     TimeoutOption,
     interval_from,
     queue_store_from,
@@ -46,7 +46,7 @@ from persona_runner.util.errors import UserError
 
 
 def worker(
-    target: TargetOption = None,
+    target: RunningTargetOption = None,
     mcp_url: McpUrlOption = None,
     header: HeaderOption = None,
     bearer_env: BearerEnvOption = None,
