@@ -43,6 +43,7 @@ from persona_runner.reporting.model import (
     TrendPoint,
     closest_earlier,
     error_rate,
+    injected_faults,
 )
 from persona_runner.reporting.ratings import RatingRollup, Sums, rating_rollup
 from persona_runner.reporting.tables import (
@@ -166,7 +167,7 @@ def _runs_covered(conn: Connection, scope: Scope) -> list[RunInfo]:
             target=row.target,
             started_at=row.started_at,
             status=row.status,
-            injected=list((row.config or {}).get("injected", [])),
+            injected=injected_faults(row.config),
         )
         for row in rows
     ]

@@ -158,6 +158,12 @@ class RunInfo(BaseModel):
     injected: list[str] = []
 
 
+def injected_faults(config: Mapping[str, Any] | None) -> list[str]:
+    """The faults (`--fault`, `--delay`) a run's config says were injected in the embedded product for it, in the
+    order they were given."""
+    return list((config or {}).get("injected", ()))
+
+
 class RunKind(NamedTuple):
     """What sets a run's figures apart from another's: the label a user gave it, and the faults (`--fault`,
     `--delay`) injected in the embedded product for it."""
@@ -169,7 +175,7 @@ class RunKind(NamedTuple):
     def of(cls, label: str | None, config: Mapping[str, Any] | None) -> RunKind:
         """The kind of a run as the `runs` table records it: the injected faults are kept in its config, in the order
         they were given, which does not change what they do."""
-        return cls(label, tuple(sorted((config or {}).get("injected", ()))))
+        return cls(label, tuple(sorted(injected_faults(config))))
 
     def likeness(self, other: RunKind) -> int | None:
         """How well a run of kind `other` stands in for one of this kind in "what changed", 0 best.
