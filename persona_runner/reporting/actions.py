@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Integer, String, and_, case, cast, distinct, func, select
 from sqlalchemy.engine import Connection
@@ -68,10 +69,19 @@ def through(conn: Connection, scope: Scope, stmt: Select[Any], index: str, table
     return stmt.with_hint(table, f"INDEXED BY {index}", "sqlite") if found else stmt
 
 
+#: Per connection, what `_is_small` found for each (table, scope): a report's passes ask it again and again.
+_SMALL: WeakKeyDictionary[Connection, dict[tuple[str, str], bool]] = WeakKeyDictionary()
+
+
 def _is_small(conn: Connection, scope: Scope, table: FromClause) -> bool:
-    """Whether the scope holds fewer than `SMALL_SCOPE` rows of `table`, counted no further than that."""
-    first = select(table.c.id).where(in_scope(table, scope)).limit(SMALL_SCOPE).subquery()
-    return conn.execute(select(func.count()).select_from(first)).scalar_one() < SMALL_SCOPE
+    """Whether the scope holds fewer than `SMALL_SCOPE` rows of `table`, counted no further than that, once per
+    connection."""
+    found = _SMALL.setdefault(conn, {})
+    key = (str(table), scope.model_dump_json())
+    if key not in found:
+        first = select(table.c.id).where(in_scope(table, scope)).limit(SMALL_SCOPE).subquery()
+        found[key] = conn.execute(select(func.count()).select_from(first)).scalar_one() < SMALL_SCOPE
+    return found[key]
 
 
 def _ranks(calls: int) -> dict[str, tuple[float, int]]:
